@@ -1,1 +1,1 @@
-"""surgsim.gui."""
+"""The Qt desktop app (PySide6 + pyvistaqt): the only place Qt is imported."""

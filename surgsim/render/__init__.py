@@ -1,1 +1,1 @@
-"""surgsim.render."""
+"""Rendering with pyvista and no Qt: scenes built from session state."""

@@ -1,0 +1,5 @@
+import sys
+
+from surgsim.cli import main
+
+sys.exit(main())

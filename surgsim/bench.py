@@ -1,0 +1,114 @@
+"""``surgsim bench``: start-up, memory and simulation speed of the default case.
+
+Figures are printed as ratios against a baseline measured in the same run
+(an empty Qt + VTK window for start-up; real time for the simulation), never
+asserted in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+GOALS = {"first_frame_s": 3.0, "rss_bytes": 1.5 * 2**30, "session_steps_per_s": 1000.0}
+
+_EMPTY_WINDOW = r"""
+import json, time, psutil
+from PySide6.QtWidgets import QApplication
+from pyvistaqt import QtInteractor
+import pyvista as pv
+app = QApplication([])
+w = QtInteractor()
+w.add_mesh(pv.Sphere())
+w.interactor.show()
+w.render()
+app.processEvents()
+print(json.dumps({"first_frame_s": time.time() - psutil.Process().create_time(),
+                  "rss_bytes": psutil.Process().memory_info().rss}))
+"""
+
+
+def _startup(cmd: list[str]) -> dict | None:
+    env = dict(os.environ, VTK_SMP_BACKEND_IN_USE="STDThread")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    print(f"  start-up run failed ({proc.returncode}): {proc.stderr.strip()[-400:]}", file=sys.stderr)
+    return None
+
+
+def bench_startup() -> dict:
+    """Time to first frame and resident memory of the app with the default case loaded."""
+    if not os.environ.get("DISPLAY"):
+        return {"skipped": "no DISPLAY: run under xvfb-run (tools/run and tools/test do)"}
+    # Warm: build the case cache and compile caches once, as any second start would find them.
+    _startup([sys.executable, "-m", "surgsim", "app", "--quit-after", "0", "--report-startup"])
+    app = _startup([sys.executable, "-m", "surgsim", "app", "--quit-after", "0", "--report-startup"])
+    base = _startup([sys.executable, "-c", _EMPTY_WINDOW])
+    if app is None or base is None:
+        return {"skipped": "the app or the baseline window did not start"}
+    return {
+        "first_frame_s": app["first_frame_s"],
+        "baseline_empty_window_s": base["first_frame_s"],
+        "first_frame_ratio": app["first_frame_s"] / base["first_frame_s"],
+        "rss_bytes": app["rss_bytes"],
+        "baseline_rss_bytes": base["rss_bytes"],
+    }
+
+
+def bench_session(seconds: float) -> dict:
+    """Physics steps per second of a headless session on the default case."""
+    from surgsim.cli import DEFAULT_SCENARIO, _scenario_path, load_case_for
+    from surgsim.scenarios.load import load_scenario
+    from surgsim.session.session import Session
+
+    scenario = load_scenario(_scenario_path(DEFAULT_SCENARIO))
+    case = load_case_for(scenario)
+    warm = Session(scenario, case)  # compiles the kernels
+    warm.apply("advance", 0.05)
+    warm.step(200)
+    session = Session(scenario, case)
+    session.apply("advance", 0.05)
+    session.apply("rotate", 0.5)
+    n = int(seconds / session.dt)
+    t0 = time.perf_counter()
+    session.step(n)
+    wall = time.perf_counter() - t0
+    steps = session.step_index
+    return {
+        "session_steps": steps,
+        "session_wall_s": wall,
+        "session_steps_per_s": steps / wall,
+        "realtime_ratio": (steps * session.dt) / wall,
+        "device_nodes": session.spec.n_nodes,
+        "max_wall_force_n": float(session.log().samples["wall_force"].max()),
+    }
+
+
+def run_bench(args) -> int:
+    """Run the benchmarks and print the figures (JSON with ``--json``)."""
+    results: dict = {}
+    results.update(bench_session(args.seconds))
+    if not args.no_gui:
+        results.update(bench_startup())
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    print("surgsim bench (default case)")
+    print(f"  session: {results['session_steps_per_s']:,.0f} physics steps/s "
+          f"({results['realtime_ratio']:.1f}x real time at 1 ms; goal >= 1x), "
+          f"{results['device_nodes']} nodes")
+    if "first_frame_s" in results:
+        print(f"  start-up to first frame: {results['first_frame_s']:.2f} s "
+              f"({results['first_frame_ratio']:.2f}x an empty Qt+VTK window at "
+              f"{results['baseline_empty_window_s']:.2f} s; goal < {GOALS['first_frame_s']:.0f} s)")
+        print(f"  resident memory with the case loaded: {results['rss_bytes'] / 2**20:.0f} MiB "
+              f"({results['rss_bytes'] / results['baseline_rss_bytes']:.2f}x the empty window; "
+              f"goal < 1536 MiB)")
+    elif "skipped" in results:
+        print(f"  start-up: skipped ({results['skipped']})")
+    return 0

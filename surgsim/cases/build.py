@@ -1,0 +1,237 @@
+"""Build a simulation-ready vessel case from a volume, and cache it.
+
+A case is what the session and the renderer need of the anatomy: the lumen
+surface, the lumen's signed distance field (for the physics), labelled
+centerlines (for targets and reference path lengths) and the access point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from surgsim.dicom.volume import Volume
+from surgsim.errors import AnatomyError
+from surgsim.paths import cache_dir
+
+#: Bump when the pipeline changes in a way that changes its output.
+BUILD_VERSION = 1
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class VesselCase:
+    """A vessel anatomy ready for catheter simulation.
+
+    Attributes
+    ----------
+    case_id : str
+        Opaque, de-identified case id.
+    mesh : pyvista.PolyData
+        Lumen surface, metres (LPS), closed, with normals.
+    distance : DistanceField
+        Signed distance to the lumen wall, negative inside, metres.
+    centerlines : CenterlineGraph
+        Labelled centerlines (aorta, brachiocephalic, left_common_carotid,
+        left_subclavian).
+    access : (3,) float, metres
+        Where the devices enter the imaged anatomy.
+    access_direction : (3,) float
+        Unit vector pointing into the vessel at the access.
+    report : dict
+        Quality figures of the surface (watertight, manifold, triangles, volume).
+    """
+
+    case_id: str
+    mesh: object
+    distance: object
+    centerlines: object
+    access: np.ndarray
+    access_direction: np.ndarray
+    report: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Anatomical labels of the centerline branches."""
+        return tuple(self.centerlines.branches)
+
+
+def _access_from_aorta(centerlines) -> tuple[np.ndarray, np.ndarray]:
+    aorta = centerlines.branches.get("aorta")
+    if aorta is None or len(aorta.points) < 3:
+        raise AnatomyError("no aorta centerline found: the vessel preset needs a contrast-filled aorta")
+    pts = np.asarray(aorta.points, dtype=float)
+    start = pts[0]
+    ahead = pts[min(len(pts) - 1, 10)]
+    direction = ahead - start
+    norm = np.linalg.norm(direction)
+    if norm == 0:
+        raise AnatomyError("aorta centerline is degenerate at the access end")
+    return start.copy(), direction / norm
+
+
+def build_vessel_case(
+    volume: Volume,
+    case_id: str,
+    *,
+    seed: np.ndarray | None = None,
+    target_triangles: int = 60_000,
+    sdf_spacing: float | None = None,
+    progress: Progress | None = None,
+) -> VesselCase:
+    """Segment the contrast lumen of ``volume`` and build everything the simulation needs.
+
+    Parameters
+    ----------
+    volume : Volume
+        A contrast CT (HU).
+    case_id : str
+        Opaque id given to the case.
+    seed : (3,) float, metres, optional
+        A point inside the aorta when automatic seeding fails.
+    target_triangles : int
+        Triangle budget of the lumen surface.
+    sdf_spacing : float, optional
+        Resample the distance field to this isotropic step (metres).
+    progress : callable(fraction, message), optional
+        Called as stages complete.
+
+    Returns
+    -------
+    VesselCase
+    """
+    from surgsim.anatomy.centerline import vessel_centerlines
+    from surgsim.anatomy.distance import distance_field_from_mask
+    from surgsim.anatomy.segment import segment
+    from surgsim.anatomy.surface import mesh_quality, surface_from_mask
+
+    say = progress or (lambda f, m: None)
+    say(0.0, "segmenting vessels")
+    mask = segment(volume, "vessels", seed=seed)
+    say(0.3, "extracting the lumen surface")
+    mesh = surface_from_mask(mask, volume.world_from_voxel, target_triangles=target_triangles)
+    say(0.55, "computing the distance field")
+    distance = distance_field_from_mask(mask, volume.world_from_voxel, spacing=sdf_spacing)
+    say(0.75, "extracting centerlines")
+    centerlines = vessel_centerlines(mask, volume.world_from_voxel)
+    access, direction = _access_from_aorta(centerlines)
+    say(1.0, "done")
+    return VesselCase(
+        case_id=case_id,
+        mesh=mesh,
+        distance=distance,
+        centerlines=centerlines,
+        access=access,
+        access_direction=direction,
+        report=mesh_quality(mesh),
+    )
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def _save(case: VesselCase, folder: Path) -> None:
+    case.mesh.save(folder / "lumen.vtp")
+    np.savez(
+        folder / "distance.npz",
+        values=case.distance.values,
+        world_from_voxel=case.distance.world_from_voxel,
+    )
+    branches = {
+        label: {
+            "points": np.asarray(c.points).tolist(),
+            "radii": np.asarray(c.radii).tolist(),
+            "parent": c.parent,
+        }
+        for label, c in case.centerlines.branches.items()
+    }
+    meta = {
+        "case_id": case.case_id,
+        "access": case.access.tolist(),
+        "access_direction": case.access_direction.tolist(),
+        "report": case.report,
+        "branches": branches,
+        "build_version": BUILD_VERSION,
+    }
+    (folder / "case.json").write_text(json.dumps(meta, indent=1))
+
+
+def _load(folder: Path) -> VesselCase:
+    import pyvista as pv
+
+    from surgsim.anatomy.centerline import Centerline, CenterlineGraph
+    from surgsim.anatomy.distance import DistanceField
+
+    meta = json.loads((folder / "case.json").read_text())
+    with np.load(folder / "distance.npz") as z:
+        distance = DistanceField(values=z["values"], world_from_voxel=z["world_from_voxel"])
+    branches = {
+        label: Centerline(
+            label=label,
+            points=np.asarray(b["points"], dtype=float),
+            radii=np.asarray(b["radii"], dtype=float),
+            parent=b["parent"],
+        )
+        for label, b in meta["branches"].items()
+    }
+    return VesselCase(
+        case_id=meta["case_id"],
+        mesh=pv.read(folder / "lumen.vtp"),
+        distance=distance,
+        centerlines=CenterlineGraph(branches=branches),
+        access=np.asarray(meta["access"], dtype=float),
+        access_direction=np.asarray(meta["access_direction"], dtype=float),
+        report=meta["report"],
+    )
+
+
+def cached_case(key: str, build: Callable[[], VesselCase]) -> VesselCase:
+    """Return the case cached under ``key``, building and caching it when absent.
+
+    The cache entry is written to a temporary folder and renamed into place, so
+    an interrupted build never leaves a half-written case behind.
+    """
+    digest = hashlib.sha256(f"{key}|v{BUILD_VERSION}".encode()).hexdigest()[:16]
+    root = cache_dir() / "cases"
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / digest
+    if (folder / "case.json").is_file():
+        try:
+            return _load(folder)
+        except Exception:  # corrupt cache entry: rebuild it
+            shutil.rmtree(folder, ignore_errors=True)
+    case = build()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{digest}-", dir=root))
+    try:
+        _save(case, tmp)
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process won the race: use theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return case
+
+
+def phantom_vessel_case(variant: str = "default", progress: Progress | None = None) -> VesselCase:
+    """The vessel case of the bundled digital phantom, read through the DICOM pipeline."""
+    from surgsim.cases.default import default_case_dicom_dir
+    from surgsim.dicom.load import load_series
+
+    def build() -> VesselCase:
+        if variant != "default":
+            raise AnatomyError(f"unknown phantom variant {variant!r}; known: 'default'")
+        folder = default_case_dicom_dir()
+        volume = load_series(folder)
+        return build_vessel_case(volume, case_id=f"phantom-{variant}", progress=progress)
+
+    return cached_case(f"phantom:{variant}", build)

@@ -1,0 +1,269 @@
+"""The simulator's main window: 3D view, HUD, controls and debrief.
+
+The window owns no simulation logic: a timer asks the session to advance by
+the wall time that passed, then syncs the scene and the HUD from its state.
+Keys (held): Up/W advance, Down/S retract, Left/A and Right/D rotate the hub,
+Shift for fine (slow) motion; Return finishes the attempt; F5 starts a new one.
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
+from PySide6.QtGui import QFont, QKeyEvent
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QLabel,
+    QMainWindow,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+from pyvistaqt import QtInteractor
+
+from surgsim.render.scene import EndovascularScene
+from surgsim.session.session import Session
+
+#: Hub speeds for held keys: normal and fine (Shift).
+ADVANCE_SPEED = 0.03  # m/s
+ROTATE_SPEED = 1.5  # rad/s
+FINE = 0.25
+
+KEYMAP = {
+    Qt.Key.Key_Up: ("advance", +1),
+    Qt.Key.Key_W: ("advance", +1),
+    Qt.Key.Key_Down: ("advance", -1),
+    Qt.Key.Key_S: ("advance", -1),
+    Qt.Key.Key_Left: ("rotate", -1),
+    Qt.Key.Key_A: ("rotate", -1),
+    Qt.Key.Key_Right: ("rotate", +1),
+    Qt.Key.Key_D: ("rotate", +1),
+}
+
+
+class _KeyFilter(QObject):
+    """Routes the simulator's keys to the window wherever the focus is."""
+
+    def __init__(self, window: MainWindow):
+        super().__init__(window)
+        self.window = window
+
+    def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+        if event.type() in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease):
+            if self.window.handle_key(event):
+                return True
+        return False
+
+
+class MainWindow(QMainWindow):
+    """Main simulator window for one trainee and one scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+    case : VesselCase
+    trainee_id : str
+        Opaque trainee id the attempts are recorded under.
+    records : Records or None
+        Where finished attempts go (None: not recorded).
+    """
+
+    attempt_finished = Signal(object)  # ScoreResult
+
+    def __init__(self, scenario, case, trainee_id: str = "guest", records=None, parent=None):
+        super().__init__(parent)
+        self.scenario = scenario
+        self.case = case
+        self.trainee_id = trainee_id
+        self.records = records
+        self.last_result = None
+        self.last_attempt_id: str | None = None
+        self.setWindowTitle(f"surgsim: {scenario.title}")
+        self.resize(1400, 900)
+
+        self.plotter = QtInteractor(self)
+        self.setCentralWidget(self.plotter.interactor)
+        self._build_side_panel()
+
+        self._held: dict[str, int] = {}
+        self._fine = False
+        self.session: Session | None = None
+        self.scene: EndovascularScene | None = None
+        self.new_attempt()
+
+        self._filter = _KeyFilter(self)
+        self.plotter.interactor.installEventFilter(self._filter)
+        self.installEventFilter(self._filter)
+
+        self._last_tick = time.perf_counter()
+        self.timer = QTimer(self)
+        self.timer.setInterval(16)
+        self.timer.timeout.connect(self.tick)
+        self.timer.start()
+
+    # ------------------------------------------------------------------ layout
+    def _build_side_panel(self) -> None:
+        panel = QWidget()
+        layout = QVBoxLayout(panel)
+        title = QLabel(self.scenario.title)
+        title.setWordWrap(True)
+        title.setFont(QFont(title.font().family(), 12, QFont.Weight.Bold))
+        layout.addWidget(title)
+        objectives = "\n".join(f"• {o}" for o in self.scenario.learning_objectives)
+        obj = QLabel(objectives)
+        obj.setWordWrap(True)
+        layout.addWidget(obj)
+
+        self.hud = QLabel()
+        self.hud.setFont(QFont("monospace", 11))
+        self.hud.setObjectName("hud")
+        layout.addWidget(self.hud)
+
+        help_text = QLabel(
+            "Up/Down: advance/retract  Left/Right: rotate\nShift: fine  Return: finish  F5: new attempt"
+        )
+        help_text.setWordWrap(True)
+        layout.addWidget(help_text)
+
+        self.finish_button = QPushButton("Finish attempt")
+        self.finish_button.clicked.connect(self.finish_attempt)
+        self.finish_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        layout.addWidget(self.finish_button)
+        self.restart_button = QPushButton("New attempt")
+        self.restart_button.clicked.connect(self.new_attempt)
+        self.restart_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        layout.addWidget(self.restart_button)
+
+        self.debrief_title = QLabel("Debrief: finish an attempt to see its score")
+        self.debrief_title.setObjectName("debrief_title")
+        self.debrief_title.setWordWrap(True)
+        self.debrief_title.setFont(QFont(title.font().family(), 11, QFont.Weight.Bold))
+        layout.addWidget(self.debrief_title)
+        self.debrief = QTableWidget(0, 4)
+        self.debrief.setHorizontalHeaderLabels(["metric", "value", "unit", "sub-score"])
+        self.debrief.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        layout.addWidget(self.debrief, stretch=1)
+
+        dock = QDockWidget("Procedure", self)
+        dock.setWidget(panel)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+    # ------------------------------------------------------------------ attempts
+    def new_attempt(self) -> None:
+        """Start a fresh attempt on the same scenario and case."""
+        self.session = Session(self.scenario, self.case)
+        self.last_result = None
+        self.last_attempt_id = None
+        self._held.clear()
+        if self.scene is None:
+            self.scene = EndovascularScene(self.plotter, self.session)
+        else:
+            self.scene.session = self.session
+        self.scene.sync()
+        self._last_tick = time.perf_counter()
+        self._update_hud()
+        self.plotter.render()
+
+    def finish_attempt(self) -> None:
+        """End the attempt, score it, record it and show the debrief."""
+        if self.session is None:
+            return
+        if not self.session.finished:
+            self.session.apply("finish")
+        self._show_result()
+
+    def _show_result(self) -> None:
+        result = self.session.score()
+        self.last_result = result
+        if self.records is not None and self.last_attempt_id is None:
+            try:
+                self.last_attempt_id = self.records.add_attempt(
+                    self.trainee_id, self.scenario, self.session.log(), result, mode=self.scenario.mode
+                )
+            except Exception as exc:  # shown to the user; the debrief still appears
+                self.statusBar().showMessage(f"attempt not recorded: {exc}")
+        self.debrief_title.setText(result.summary)
+        self.debrief.setRowCount(len(result.metrics))
+        for row, m in enumerate(result.metrics):
+            for col, text in enumerate([m.name, f"{m.value:.4g}", m.unit, f"{m.subscore:.0f}"]):
+                self.debrief.setItem(row, col, QTableWidgetItem(text))
+        self.debrief.resizeColumnsToContents()
+        self.attempt_finished.emit(result)
+
+    # ------------------------------------------------------------------ input
+    def handle_key(self, event: QKeyEvent) -> bool:
+        """Handle a simulator key; returns True when the event was used."""
+        key = event.key()
+        press = event.type() == QEvent.Type.KeyPress
+        if key == Qt.Key.Key_Shift:
+            self._fine = press
+            self._send_commands()
+            return True
+        if key in KEYMAP:
+            if event.isAutoRepeat():
+                return True
+            action, sign = KEYMAP[key]
+            if press:
+                self._held[action] = sign
+            elif self._held.get(action) == sign:
+                del self._held[action]
+            self._send_commands()
+            return True
+        if press and key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
+            self.finish_attempt()
+            return True
+        if press and key == Qt.Key.Key_F5:
+            self.new_attempt()
+            return True
+        return False
+
+    def _send_commands(self) -> None:
+        s = self.session
+        if s is None or s.finished:
+            return
+        scale = FINE if self._fine else 1.0
+        advance = self._held.get("advance", 0) * ADVANCE_SPEED * scale
+        rotate = self._held.get("rotate", 0) * ROTATE_SPEED * scale
+        if advance != s.commands["advance"]:
+            s.apply("advance", advance)
+        if rotate != s.commands["rotate"]:
+            s.apply("rotate", rotate)
+
+    # ------------------------------------------------------------------ loop
+    def tick(self) -> None:
+        """Advance the session by the wall time since the last tick and redraw."""
+        now = time.perf_counter()
+        elapsed = min(now - self._last_tick, 0.1)  # never try to catch up more than 0.1 s
+        self._last_tick = now
+        s = self.session
+        if s is None:
+            return
+        if not s.finished:
+            s.advance_time(elapsed)
+            self.scene.sync()
+            self.plotter.render()
+            if s.finished and self.last_result is None:
+                self._show_result()
+        self._update_hud()
+
+    def _update_hud(self) -> None:
+        s = self.session
+        state = s.rod.state()
+        force = float(state.contact_force.max()) if state.contact_force.size else 0.0
+        reached = ", ".join(sorted(s.reached)) or "-"
+        self.hud.setText(
+            f"time      {s.time:7.1f} s\n"
+            f"depth     {state.depth * 1000:7.1f} mm\n"
+            f"rotation  {state.hub_angle * 57.29578:7.0f} deg\n"
+            f"wall force{force:7.2f} N\n"
+            f"target    {reached}"
+        )
+
+    def closeEvent(self, event):  # noqa: N802 (Qt API)
+        self.timer.stop()
+        self.plotter.close()
+        super().closeEvent(event)

@@ -1,0 +1,262 @@
+"""The fixed-step session loop: scenario + case + device physics + input log.
+
+A session is a pure function of (scenario, case, seed, input log): inputs are
+keyed by physics step index and applied before that step runs, the physics is
+deterministic, so :func:`replay` reproduces a recorded log exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from surgsim.errors import ScenarioError
+from surgsim.scoring.log import Event, InputEvent, SessionLog
+
+#: Physics step, seconds.
+DT = 1e-3
+#: Physics steps between recorded samples (100 Hz).
+RECORD_EVERY = 10
+
+#: Actions a trainee can send, with their unit and limits (|value| <= limit).
+ACTIONS: dict[str, tuple[str, float]] = {
+    "advance": ("m/s", 0.1),  # insertion speed of the hub
+    "rotate": ("rad/s", 2 * np.pi),  # hub rotation speed
+    "finish": ("", 0.0),  # end the attempt
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A scenario target resolved on the case's centerlines."""
+
+    id: str
+    label: str
+    point: np.ndarray  # (3,) metres
+    tolerance: float  # metres
+    hold: float  # seconds
+
+
+class Session:
+    """One attempt at an endovascular scenario.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        The validated scenario.
+    case : VesselCase
+        Its anatomy.
+    seed : int, optional
+        Defaults to the scenario's seed. Recorded in the log.
+    """
+
+    def __init__(self, scenario, case, seed: int | None = None):
+        from surgsim.instruments.catheter import CATALOGUE
+        from surgsim.physics.rod import RodSolver
+
+        self.scenario = scenario
+        self.case = case
+        self.seed = int(scenario.seed if seed is None else seed)
+        self.dt = DT
+        if not scenario.instruments:
+            raise ScenarioError(f"scenario {scenario.id}: no instruments listed")
+        instrument = scenario.instruments[0]
+        try:
+            self.spec = CATALOGUE[instrument.device]
+        except KeyError as exc:
+            raise ScenarioError(
+                f"scenario {scenario.id}: instruments[0].device {instrument.device!r} is not in the "
+                f"device catalogue ({', '.join(sorted(CATALOGUE))})"
+            ) from exc
+        distance = case.distance
+        self.rod = RodSolver(
+            self.spec,
+            distance.values,
+            distance.voxel_from_world,
+            case.access,
+            case.access_direction,
+            dt=DT,
+            initial_depth=scenario.start.initial_depth_m,
+        )
+        rotation = scenario.start.hub_rotation
+        if rotation:
+            self.rod.step(0.0, rotation)
+        self.targets = [self._resolve_target(t) for t in scenario.targets]
+        self.reference_path_length = self._reference_length()
+        self.step_index = 0
+        self.commands: dict[str, float] = {"advance": 0.0, "rotate": 0.0}
+        self.inputs: list[InputEvent] = []
+        self.events: list[Event] = []
+        self._samples: dict[str, list] = {k: [] for k in ("t", "tip", "depth", "rotation",
+                                                          "wall_force", "tip_force", "contacts")}
+        self._inside_since: dict[str, float | None] = {t.id: None for t in self.targets}
+        self.reached: set[str] = set()
+        self._perforated = False
+        self.finished = False
+        self._record()
+
+    # ------------------------------------------------------------------ setup
+    def _resolve_target(self, t) -> Target:
+        branches = self.case.centerlines.branches
+        if t.label not in branches:
+            raise ScenarioError(
+                f"scenario {self.scenario.id}: target {t.id!r} names label {t.label!r}, but the case "
+                f"has only {', '.join(sorted(branches))}"
+            )
+        point = np.asarray(self.case.centerlines.point_at(t.label, t.distance_from_ostium_m), float)
+        return Target(t.id, t.label, point, float(t.tolerance_m), float(t.hold_s))
+
+    def _reference_length(self) -> float:
+        if not self.targets:
+            return 0.0
+        t0 = self.scenario.targets[0]
+        return float(
+            self.case.centerlines.path_length(self.case.access, t0.label, t0.distance_from_ostium_m)
+        )
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def time(self) -> float:
+        """Seconds since the start."""
+        return self.step_index * self.dt
+
+    def apply(self, action: str, value: float = 0.0) -> None:
+        """Apply an input now (before the next physics step) and log it.
+
+        Raises
+        ------
+        ValueError
+            For an unknown action.
+        """
+        if self.finished:
+            return
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+        limit = ACTIONS[action][1]
+        value = float(np.clip(value, -limit, limit)) if limit else 0.0
+        self.inputs.append(InputEvent(self.step_index, action, value))
+        if action == "finish":
+            self._finish("trainee")
+        else:
+            self.commands[action] = value
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, n_steps: int = 1) -> None:
+        """Run ``n_steps`` physics steps (recording and checking events on the way)."""
+        limit_steps = int(round(self.scenario.time_limit_s / self.dt))
+        while n_steps > 0 and not self.finished:
+            to_record = RECORD_EVERY - (self.step_index % RECORD_EVERY)
+            chunk = min(n_steps, to_record, limit_steps - self.step_index)
+            if chunk <= 0:
+                self._finish("time_limit")
+                break
+            self.rod.run(chunk, self.commands["advance"] * self.dt, self.commands["rotate"] * self.dt)
+            self.step_index += chunk
+            n_steps -= chunk
+            if self.step_index % RECORD_EVERY == 0:
+                self._record()
+                self._check_events()
+
+    def advance_time(self, seconds: float) -> int:
+        """Run as many steps as fit in ``seconds`` of simulated time; returns the count."""
+        n = int(seconds / self.dt)
+        before = self.step_index
+        self.step(n)
+        return self.step_index - before
+
+    def _record(self) -> None:
+        s = self.rod.state()
+        force = np.asarray(s.contact_force)
+        self._samples["t"].append(self.time)
+        self._samples["tip"].append(np.asarray(s.tip_position, float).copy())
+        self._samples["depth"].append(float(s.depth))
+        self._samples["rotation"].append(float(s.hub_angle))
+        self._samples["wall_force"].append(float(force.max()) if force.size else 0.0)
+        self._samples["tip_force"].append(float(force[-1]) if force.size else 0.0)
+        self._samples["contacts"].append(int(np.count_nonzero(s.in_contact)))
+
+    def _check_events(self) -> None:
+        t = self.time
+        tip = self._samples["tip"][-1]
+        for target in self.targets:
+            if target.id in self.reached:
+                continue
+            inside = np.linalg.norm(tip - target.point) <= target.tolerance
+            since = self._inside_since[target.id]
+            if not inside:
+                self._inside_since[target.id] = None
+            elif since is None:
+                self._inside_since[target.id] = t
+            elif t - since >= target.hold - 1e-9:
+                self.reached.add(target.id)
+                self.events.append(Event(t, "target_reached", {"target": target.id, "label": target.label}))
+        threshold = self.scenario.complications.perforation_force_n
+        force = self._samples["wall_force"][-1]
+        if threshold and force > threshold and not self._perforated:
+            self._perforated = True
+            self.events.append(Event(t, "perforation", {"force_n": round(force, 6)}))
+
+    def _finish(self, reason: str) -> None:
+        if self.finished:
+            return
+        if self.step_index % RECORD_EVERY:
+            self._record()
+        self.events.append(Event(self.time, "finish", {"reason": reason}))
+        self.finished = True
+
+    # ------------------------------------------------------------------ results
+    def log(self) -> SessionLog:
+        """The session log so far (a copy)."""
+        s = self._samples
+        samples = {
+            "t": np.asarray(s["t"], float),
+            "tip": np.asarray(s["tip"], float).reshape(-1, 3),
+            "depth": np.asarray(s["depth"], float),
+            "rotation": np.asarray(s["rotation"], float),
+            "wall_force": np.asarray(s["wall_force"], float),
+            "tip_force": np.asarray(s["tip_force"], float),
+            "contacts": np.asarray(s["contacts"], int),
+        }
+        return SessionLog(
+            scenario_id=self.scenario.id,
+            scenario_hash=self.scenario.content_hash(),
+            seed=self.seed,
+            dt=self.dt,
+            inputs=list(self.inputs),
+            samples=samples,
+            events=list(self.events),
+            reference_path_length=self.reference_path_length,
+        )
+
+    def score(self):
+        """Score the attempt so far with the scenario's rubric."""
+        from surgsim.scoring.rubric import score
+
+        return score(self.log(), self.scenario)
+
+
+def play(session: Session, inputs: list[InputEvent], max_steps: int | None = None) -> Session:
+    """Feed an input log through ``session`` until it finishes.
+
+    Inputs are applied at their step index. Without a ``finish`` input the
+    session runs to the scenario's time limit (or ``max_steps``).
+    """
+    for event in sorted(inputs, key=lambda e: e.step):
+        if session.finished:
+            break
+        if event.step < session.step_index:
+            raise ValueError(f"input at step {event.step} is earlier than the session ({session.step_index})")
+        session.step(event.step - session.step_index)
+        session.apply(event.action, event.value)
+    if not session.finished:
+        remaining = (max_steps if max_steps is not None else 10**9) - session.step_index
+        session.step(max(remaining, 0))
+        if not session.finished:
+            session._finish("end_of_inputs")
+    return session
+
+
+def replay(scenario, case, log: SessionLog) -> Session:
+    """Re-run a recorded log's inputs; the result's log equals the original's."""
+    return play(Session(scenario, case, seed=log.seed), log.inputs)

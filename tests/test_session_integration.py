@@ -1,0 +1,72 @@
+"""A whole headless session on the default case: play, score, record, replay."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from surgsim.cli import main
+from surgsim.records.db import Records
+from surgsim.session.inputs import load_inputs
+from surgsim.session.session import Session, play, replay
+
+from .conftest import EXPERT_LOG, NOVICE_LOG
+
+
+@pytest.fixture(scope="module")
+def expert_session(default_scenario, default_case):
+    return play(Session(default_scenario, default_case), load_inputs(EXPERT_LOG))
+
+
+def test_expert_log_reaches_the_left_common_carotid(expert_session):
+    kinds = [e.kind for e in expert_session.events]
+    assert "target_reached" in kinds, kinds
+    result = expert_session.score()
+    assert result.passed, result.summary
+    log = expert_session.log()
+    # the tip really is in the left common carotid, near the target point
+    target = expert_session.targets[0]
+    tip = log.samples["tip"][-1]
+    assert np.linalg.norm(tip - target.point) < 2 * target.tolerance
+
+
+def test_device_stays_in_the_lumen(expert_session, default_case):
+    state = expert_session.rod.state()
+    inside = state.positions[state.inside]
+    phi = default_case.distance.sample(inside)
+    assert phi.max() < 1.0e-3, f"a node is {phi.max() * 1e3:.2f} mm outside the lumen"
+
+
+def test_novice_log_scores_lower(default_scenario, default_case, expert_session):
+    novice = play(Session(default_scenario, default_case), load_inputs(NOVICE_LOG))
+    assert novice.score().total < expert_session.score().total
+
+
+def test_replay_reproduces_log_and_score(default_scenario, default_case, expert_session):
+    log = expert_session.log()
+    again = replay(default_scenario, default_case, log)
+    assert again.log().hash() == log.hash()
+    assert again.score().to_dict() == expert_session.score().to_dict()
+
+
+def test_cli_run_records_identical_scores(tmp_path, capsys, default_case):
+    db = f"sqlite:///{tmp_path / 'lab.db'}"
+    args = ["run", "catheter-lcca-basic", "--inputs", str(EXPERT_LOG), "--trainee", "T-0001",
+            "--db", db, "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first["total"] == second["total"]
+    assert first["log_hash"] == second["log_hash"]
+    assert first["attempt_id"] != second["attempt_id"]
+    records = Records(db)
+    try:
+        attempts = records.list_attempts("T-0001")
+    finally:
+        records.close()
+    assert len(attempts) == 2
+    assert main(["replay", first["attempt_id"], "--db", db]) == 0
+    assert "identical" in capsys.readouterr().out

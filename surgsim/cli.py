@@ -203,6 +203,23 @@ def cmd_records_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_physiology_desaturation(args: argparse.Namespace) -> int:
+    from surgsim.physiology.oxygen import PRESETS, time_to_desaturation
+
+    if args.patient not in PRESETS:
+        raise SurgsimError(f"--patient {args.patient!r}: choose one of {', '.join(PRESETS)}")
+    seconds = time_to_desaturation(args.patient, threshold=args.threshold / 100, airway=args.airway,
+                                   preoxygenated_fraction=args.preoxygenation)
+    out = {"patient": args.patient, "airway": args.airway, "threshold_percent": args.threshold,
+           "preoxygenated_fraction": args.preoxygenation, "time_to_threshold_s": round(seconds, 1)}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{PRESETS[args.patient].name}: SaO2 below {args.threshold:g} % after "
+              f"{seconds:.0f} s of apnoea ({args.airway} airway)")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from surgsim.bench import run_bench
 
@@ -264,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     rlist.add_argument("--db")
     rlist.set_defaults(func=cmd_records_list)
 
+    phys = sub.add_parser("physiology", help="patient physiology models").add_subparsers(
+        dest="physiology_command", required=True)
+    desat = phys.add_parser("desaturation", help="time from the start of apnoea to a saturation")
+    desat.add_argument("--patient", default="adult", help="preset: adult, ill, obese, child, pregnant")
+    desat.add_argument("--airway", default="open", choices=["open", "obstructed"])
+    desat.add_argument("--threshold", type=float, default=90.0, help="SaO2 percent")
+    desat.add_argument("--preoxygenation", type=float, default=0.87, help="alveolar O2 fraction at the start")
+    desat.add_argument("--json", action="store_true")
+    desat.set_defaults(func=cmd_physiology_desaturation)
+
     bench = sub.add_parser("bench", help="measure start-up, memory and simulation speed")
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--seconds", type=float, default=5.0, help="simulated seconds of the session benchmark")
@@ -291,7 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    commands = {"app", "dicom", "anatomy", "scenario", "run", "replay", "records", "bench"}
+    commands = {"app", "dicom", "anatomy", "scenario", "run", "replay", "records", "physiology",
+                "bench"}
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["app", *argv]  # `surgsim` alone (or with app options) opens the window
     args = parser.parse_args(argv)

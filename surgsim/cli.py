@@ -154,7 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(result.summary)
         for m in result.metrics:
-            print(f"  {m.name:<22} {m.value:>10.4g} {m.unit:<4} sub-score {m.subscore:5.1f}")
+            value = "n/a" if m.value is None else f"{m.value:.4g}"
+            print(f"  {m.name:<22} {value:>10} {m.unit:<4} sub-score {m.sub_score:5.1f}")
         if attempt_id:
             print(f"recorded attempt {attempt_id}")
     return 0

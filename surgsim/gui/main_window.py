@@ -189,7 +189,8 @@ class MainWindow(QMainWindow):
         self.debrief_title.setText(result.summary)
         self.debrief.setRowCount(len(result.metrics))
         for row, m in enumerate(result.metrics):
-            for col, text in enumerate([m.name, f"{m.value:.4g}", m.unit, f"{m.subscore:.0f}"]):
+            value = "n/a" if m.value is None else f"{m.value:.4g}"
+            for col, text in enumerate([m.name, value, m.unit, f"{m.sub_score:.0f}"]):
                 self.debrief.setItem(row, col, QTableWidgetItem(text))
         self.debrief.resizeColumnsToContents()
         self.attempt_finished.emit(result)

@@ -1,0 +1,497 @@
+"""Label masks from a CT volume: contrast vessels, airway, bone and skin (body).
+
+Every preset returns a boolean mask on the volume's own grid, indexed
+``[k, j, i]`` like :attr:`Volume.array`. Thresholds are in Hounsfield units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from surgsim.dicom.volume import Volume
+from surgsim.errors import AnatomyError
+
+PRESETS = ("vessels", "airway", "bone", "skin")
+
+#: Contrast-filled lumen range (HU) after light smoothing.
+VESSEL_HU = (150.0, 600.0)
+#: Cortical bone (HU): contrast components touching it are bone, not vessels.
+CORTEX_HU = 700.0
+#: Air (HU) for the body outline.
+AIR_HU = -500.0
+#: Airway region growing: thresholds tried from strict to loose (HU).
+AIRWAY_THRESHOLDS = tuple(float(t) for t in range(-960, -490, 30))
+#: Bone threshold (HU).
+BONE_HU = 200.0
+
+_SMOOTH_SIGMA_VOXELS = 0.7
+
+
+# --------------------------------------------------------------------------- geometry helpers
+
+
+def array_spacing(world_from_voxel: np.ndarray) -> np.ndarray:
+    """Voxel size along the array axes ``(k, j, i)``.
+
+    Parameters
+    ----------
+    world_from_voxel : (4, 4) float
+
+    Returns
+    -------
+    (3,) float, metres
+    """
+    w = np.asarray(world_from_voxel, dtype=float)
+    return np.linalg.norm(w[:3, :3], axis=0)[::-1].copy()
+
+
+def axial_axis(world_from_voxel: np.ndarray) -> tuple[int, int]:
+    """Array axis closest to the patient's z (superior) axis and its sign.
+
+    Returns
+    -------
+    axis : int
+        0, 1 or 2 in array order ``(k, j, i)``.
+    sign : int
+        +1 if increasing index goes superior, -1 if inferior.
+    """
+    w = np.asarray(world_from_voxel, dtype=float)[:3, :3]
+    dirs = w / np.linalg.norm(w, axis=0)  # columns = world direction of i, j, k
+    zcomp = dirs[2, ::-1]  # array order k, j, i
+    axis = int(np.argmax(np.abs(zcomp)))
+    return axis, (1 if zcomp[axis] > 0 else -1)
+
+
+def _world_to_index(volume: Volume, point: np.ndarray) -> tuple[int, int, int]:
+    ijk = volume.to_voxel(np.asarray(point, dtype=float).reshape(1, 3))[0]
+    kji = np.rint(ijk[::-1]).astype(int)
+    return int(kji[0]), int(kji[1]), int(kji[2])
+
+
+def _fmt_mm(point: np.ndarray) -> str:
+    p = np.asarray(point, dtype=float).reshape(3) * 1e3
+    return f"({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm"
+
+
+def _smoothed(volume: Volume) -> np.ndarray:
+    arr = np.asarray(volume.array, dtype=np.float32)
+    return ndimage.gaussian_filter(arr, _SMOOTH_SIGMA_VOXELS, output=np.float32, truncate=3.0)
+
+
+def _fill_holes_cropped(mask: np.ndarray) -> np.ndarray:
+    """3D hole filling restricted to the mask's bounding box (same result, faster)."""
+    if not mask.any():
+        return mask
+    sl = ndimage.find_objects(mask.astype(np.uint8))[0]
+    out = mask.copy()
+    out[sl] = ndimage.binary_fill_holes(mask[sl])
+    return out
+
+
+def _inplane_structure(axis: int) -> np.ndarray:
+    """3x3x3 structure connecting voxels only within planes normal to ``axis``."""
+    s = np.zeros((3, 3, 3), dtype=bool)
+    idx = [slice(None)] * 3
+    idx[axis] = 1
+    s[tuple(idx)] = ndimage.generate_binary_structure(2, 1)
+    return s
+
+
+def _border_labels(labels: np.ndarray, skip_axis: int | None) -> np.ndarray:
+    """Labels present on the array faces (those normal to ``skip_axis`` excluded)."""
+    found = []
+    for ax in range(3):
+        if ax == skip_axis:
+            continue
+        found.append(np.take(labels, 0, axis=ax).ravel())
+        found.append(np.take(labels, labels.shape[ax] - 1, axis=ax).ravel())
+    u = np.unique(np.concatenate(found))
+    return u[u > 0]
+
+
+def _largest_component(mask: np.ndarray, structure: np.ndarray | None = None) -> np.ndarray:
+    labels, n = ndimage.label(mask, structure=structure)
+    if n == 0:
+        return mask.copy()
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+def body_mask(volume: Volume, smoothed: np.ndarray | None = None) -> np.ndarray:
+    """Patient body: everything not connected to the outside air, holes filled.
+
+    Outside air is found slice by slice (axial planes) from the slice border, so
+    an airway that leaves through the top or bottom face stays inside the body.
+
+    Returns
+    -------
+    (nk, nj, ni) bool
+    """
+    s = _smoothed(volume) if smoothed is None else smoothed
+    axis, _ = axial_axis(volume.world_from_voxel)
+    air = s < AIR_HU
+    struct = _inplane_structure(axis)
+    labels, n = ndimage.label(air, structure=struct)
+    outside = np.isin(labels, _border_labels(labels, skip_axis=axis)) if n else air
+    body = ~outside
+    # fill each axial slice (lungs and airway are holes of the body outline)
+    body = ndimage.binary_fill_holes(body, structure=struct)
+    body = _largest_component(body)
+    return body
+
+
+# --------------------------------------------------------------------------- vessels
+
+
+def _circular_blob(mask2d: np.ndarray, pixel_area: float) -> tuple[bool, float]:
+    """Whether the largest blob of a 2D mask is roughly a disc; returns (ok, area m^2)."""
+    labels, n = ndimage.label(mask2d)
+    if n == 0:
+        return False, 0.0
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    lab = int(np.argmax(sizes))
+    sl = ndimage.find_objects((labels == lab).astype(np.uint8))[0]
+    h = sl[0].stop - sl[0].start
+    w = sl[1].stop - sl[1].start
+    fill = sizes[lab] / (np.pi / 4.0 * h * w)
+    aspect = min(h, w) / max(h, w)
+    return bool(fill > 0.7 and aspect > 0.5 and sizes[lab] >= 12), float(sizes[lab] * pixel_area)
+
+
+def _segment_vessels(volume: Volume, s: np.ndarray, seed: np.ndarray | None) -> np.ndarray:
+    lo, hi = VESSEL_HU
+    cand = (s >= lo) & (s <= hi)
+    if seed is None:
+        cand &= body_mask(volume, s)  # the CT table and outside objects are not vessels
+    labels, n = ndimage.label(cand)
+    if n == 0:
+        raise AnatomyError(
+            f"vessels preset: no voxel between {lo:.0f} and {hi:.0f} HU: this is not a "
+            "contrast CT; use the airway, bone or skin preset, or a contrast-enhanced series"
+        )
+    sp = array_spacing(volume.world_from_voxel)
+    voxel_ml = float(np.prod(sp)) * 1e6
+    if seed is not None:
+        k, j, i = _world_to_index(volume, seed)
+        shape = cand.shape
+        if not (0 <= k < shape[0] and 0 <= j < shape[1] and 0 <= i < shape[2]):
+            raise AnatomyError(
+                f"vessels preset: seed {_fmt_mm(seed)} lies outside the volume; "
+                "pass --seed x,y,z (metres, LPS) inside the aorta"
+            )
+        lab = int(labels[k, j, i])
+        if lab == 0:  # look for a contrast voxel within 3 voxels
+            r = 3
+            sl = tuple(slice(max(0, c - r), c + r + 1) for c in (k, j, i))
+            sub = labels[sl]
+            if sub.any():
+                idx = np.argwhere(sub > 0)
+                centre = np.array([k, j, i]) - np.array([x.start for x in sl])
+                best = idx[np.argmin(np.linalg.norm((idx - centre) * sp, axis=1))]
+                lab = int(sub[tuple(best)])
+        if lab == 0:
+            raise AnatomyError(
+                f"vessels preset: seed {_fmt_mm(seed)} has {float(s[k, j, i]):.0f} HU, outside "
+                f"the contrast range {lo:.0f}..{hi:.0f} HU; pass --seed x,y,z inside the "
+                "contrast-filled lumen of the aorta"
+            )
+        comp = labels == lab
+    else:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        cortex = ndimage.binary_dilation(s > CORTEX_HU, iterations=2)
+        near_bone = np.bincount(labels[cortex], minlength=n + 1)
+        axis, sign = axial_axis(volume.world_from_voxel)
+        min_vox = max(1, int(1.0 / voxel_ml))  # at least 1 ml
+        order = np.argsort(sizes)[::-1]
+        best_plain = None
+        best_tubular = None
+        objects = ndimage.find_objects(labels)
+        pixel_area = float(np.prod(np.delete(sp, axis)))
+        for lab in order[:40]:
+            lab = int(lab)
+            if lab == 0 or sizes[lab] < min_vox:
+                break
+            if near_bone[lab] > 0.02 * sizes[lab]:
+                continue  # cancellous bone and bone edges
+            if best_plain is None:
+                best_plain = lab
+            # the lumen's most inferior cross-section should be a roughly circular blob
+            sl = objects[lab - 1]
+            lowest = sl[axis].start if sign > 0 else sl[axis].stop - 1
+            plane = np.take(labels[tuple(sl[a] if a != axis else slice(None) for a in range(3))],
+                            lowest, axis=axis) == lab
+            ok, area = _circular_blob(plane, pixel_area)
+            if ok and 20e-6 < area < 2500e-6:
+                best_tubular = lab
+                break
+        lab = best_tubular if best_tubular is not None else best_plain
+        if lab is None:
+            raise AnatomyError(
+                "vessels preset: no contrast-filled lumen found (every component between "
+                f"{lo:.0f} and {hi:.0f} HU is small or touches bone); pass --seed x,y,z "
+                "(metres, LPS) inside the aorta"
+            )
+        comp = labels == lab
+    return _fill_holes_cropped(_refine_boundary(comp, s))
+
+
+def _refine_boundary(comp: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Move the lumen boundary to the half-way level between lumen and surrounding tissue.
+
+    The fixed lower threshold (150 HU) finds the lumen robustly but puts its
+    wall where partial volume is only about a third contrast, so the mask is
+    too wide by a fraction of a voxel. The boundary is re-thresholded at the
+    mean of the lumen's median HU and the median HU of a thin shell around
+    it, within one voxel of the first mask.
+    """
+    sl = ndimage.find_objects(comp.astype(np.uint8))[0]
+    sl = tuple(slice(max(0, x.start - 3), min(n, x.stop + 3)) for x, n in zip(sl, comp.shape, strict=True))
+    c = comp[sl]
+    v = s[sl]
+    core = ndimage.binary_erosion(c, iterations=2)
+    if core.sum() < 10:
+        return comp
+    shell = ndimage.binary_dilation(c, iterations=2) & ~c
+    if shell.sum() < 10:
+        return comp
+    lumen_hu = float(np.median(v[core]))
+    tissue_hu = float(np.median(v[shell]))
+    mid = 0.5 * (lumen_hu + tissue_hu)
+    if not (tissue_hu + 50.0 < mid < lumen_hu - 50.0):
+        return comp  # no clear contrast step: keep the threshold mask
+    grown = ndimage.binary_dilation(c, iterations=1) & (v >= mid) & (v <= VESSEL_HU[1])
+    labels, n = ndimage.label(grown)
+    if n == 0:
+        return comp
+    overlap = np.bincount(labels[core], minlength=n + 1)
+    overlap[0] = 0
+    out = np.zeros_like(comp)
+    out[sl] = labels == int(np.argmax(overlap))
+    return out
+
+
+# --------------------------------------------------------------------------- airway
+
+
+def _airway_seed(volume: Volume, s: np.ndarray, body: np.ndarray) -> tuple[int, int, int]:
+    axis, sign = axial_axis(volume.world_from_voxel)
+    sp = array_spacing(volume.world_from_voxel)
+    pixel_area = float(np.prod(np.delete(sp, axis)))
+    air = (s < -900.0) & body
+    labels, n = ndimage.label(air)
+    if n == 0:
+        raise AnatomyError(
+            "airway preset: no air below -900 HU inside the body; pass --seed x,y,z "
+            "(metres, LPS) inside the trachea"
+        )
+    objects = ndimage.find_objects(labels)
+    extent = np.array([(o[axis].stop - o[axis].start) * sp[axis] for o in objects])
+    body_sl = ndimage.find_objects(body.astype(np.uint8))[0]
+    nslices = s.shape[axis]
+    order = range(nslices - 1, -1, -1) if sign > 0 else range(nslices)
+    inplane_axes = [a for a in range(3) if a != axis]
+    # body centre in plane (midline)
+    centre = np.array([(body_sl[a].start + body_sl[a].stop - 1) / 2.0 for a in inplane_axes])
+    half = np.array([(body_sl[a].stop - body_sl[a].start) / 2.0 for a in inplane_axes])
+    for idx in order:
+        plane = np.take(labels, idx, axis=axis)
+        if not plane.any():
+            continue
+        labs = np.unique(plane)
+        best = None
+        for lab in labs[labs > 0]:
+            if extent[lab - 1] < 30e-3:
+                continue  # trachea is long; skip small pockets
+            blob = plane == lab
+            ok, area = _circular_blob(blob, pixel_area)
+            if not ok or not (50e-6 < area < 1200e-6):
+                continue
+            c = np.array(ndimage.center_of_mass(blob))
+            if np.all(np.abs(c - centre) < 0.4 * half + 1):
+                if best is None or area > best[0]:
+                    best = (area, c)
+        if best is not None:
+            c = np.rint(best[1]).astype(int)
+            out = [0, 0, 0]
+            out[axis] = idx
+            out[inplane_axes[0]], out[inplane_axes[1]] = int(c[0]), int(c[1])
+            if labels[tuple(out)] == 0:  # centroid of a crescent: use any voxel of the blob
+                pts = np.argwhere(np.take(labels, idx, axis=axis) > 0)
+                d = np.linalg.norm(pts - c, axis=1)
+                c = pts[np.argmin(d)]
+                out[inplane_axes[0]], out[inplane_axes[1]] = int(c[0]), int(c[1])
+            return int(out[0]), int(out[1]), int(out[2])
+    raise AnatomyError(
+        "airway preset: no tube of air found in the upper slices inside the body (trachea); "
+        "pass --seed x,y,z (metres, LPS) inside the trachea"
+    )
+
+
+def _seed_component(
+    full: np.ndarray | None,
+    s: np.ndarray,
+    body: np.ndarray,
+    t: float,
+    seed: tuple[int, int, int],
+    box: tuple[slice, ...] | None,
+    margin: np.ndarray,
+) -> tuple[np.ndarray, tuple[slice, ...]]:
+    """Component of ``(s < t) & body`` holding ``seed``, searched in a window when possible.
+
+    The window is the previous component's bounding box plus ``margin``; if the
+    component reaches a window face that is not a volume face, it is labelled
+    again on the whole volume. Returns the mask and the next window.
+    """
+    shape = s.shape
+    if box is not None:
+        sub = (s[box] < t) & body[box]
+        labels, _ = ndimage.label(sub)
+        local = tuple(c - b.start for c, b in zip(seed, box, strict=True))
+        comp_sub = labels == labels[local]
+        touches = False
+        for ax in range(3):
+            if box[ax].start > 0 and np.take(comp_sub, 0, axis=ax).any():
+                touches = True
+            if box[ax].stop < shape[ax] and np.take(comp_sub, comp_sub.shape[ax] - 1, axis=ax).any():
+                touches = True
+        if not touches:
+            comp = np.zeros(shape, dtype=bool)
+            comp[box] = comp_sub
+            inner = _grow_box(comp_sub, np.zeros(3, dtype=int))
+            offset = tuple(slice(b.start + x.start, b.start + x.stop) for b, x in zip(box, inner, strict=True))
+            return comp, tuple(
+                slice(max(0, x.start - m), min(n, x.stop + m))
+                for x, m, n in zip(offset, margin, shape, strict=True)
+            )
+    if full is None:
+        full = (s < t) & body
+    labels, _ = ndimage.label(full)
+    comp = labels == labels[seed]
+    return comp, _grow_box(comp, margin)
+
+
+def _grow_box(comp: np.ndarray, margin: np.ndarray) -> tuple[slice, ...]:
+    sl = ndimage.find_objects(comp.astype(np.uint8))[0]
+    return tuple(
+        slice(max(0, x.start - m), min(n, x.stop + m))
+        for x, m, n in zip(sl, margin, comp.shape, strict=True)
+    )
+
+
+def _segment_airway(volume: Volume, s: np.ndarray, seed: np.ndarray | None) -> np.ndarray:
+    body = body_mask(volume, s)
+    if seed is not None:
+        k, j, i = _world_to_index(volume, seed)
+        shape = s.shape
+        if not (0 <= k < shape[0] and 0 <= j < shape[1] and 0 <= i < shape[2]):
+            raise AnatomyError(
+                f"airway preset: seed {_fmt_mm(seed)} lies outside the volume; "
+                "pass --seed x,y,z (metres, LPS) inside the trachea"
+            )
+        if s[k, j, i] >= AIRWAY_THRESHOLDS[-1]:
+            raise AnatomyError(
+                f"airway preset: seed {_fmt_mm(seed)} has {float(s[k, j, i]):.0f} HU, not air; "
+                "pass --seed x,y,z inside the trachea"
+            )
+    else:
+        k, j, i = _airway_seed(volume, s, body)
+    # region growing with leakage control: loosen the threshold while the volume
+    # grows smoothly; stop before the step where it explodes into the lungs.
+    sp = array_spacing(volume.world_from_voxel)
+    voxel_ml = float(np.prod(sp)) * 1e6
+    best = None
+    prev_vol = None
+    box = None
+    margin = np.maximum(np.ceil(20e-3 / sp).astype(int), 2)
+    for t in AIRWAY_THRESHOLDS:
+        if s[k, j, i] >= t:
+            continue
+        comp, box = _seed_component((s < t) & body if box is None else None, s, body, t, (k, j, i), box, margin)
+        vol = float(comp.sum()) * voxel_ml
+        if prev_vol is not None and (vol > 1.6 * prev_vol + 5.0 or vol > 800.0):
+            break
+        best, prev_vol = comp, vol
+    if best is None:
+        raise AnatomyError(
+            "airway preset: the seed region leaks into the lungs at every threshold; "
+            "pass --seed x,y,z inside the trachea, away from the lung"
+        )
+    return _fill_holes_cropped(best)
+
+
+# --------------------------------------------------------------------------- bone, skin
+
+
+def _segment_bone(volume: Volume, s: np.ndarray) -> np.ndarray:
+    bone = s > BONE_HU
+    try:
+        vessels = _segment_vessels(volume, s, None)
+    except AnatomyError:
+        vessels = None
+    if vessels is not None:
+        bone &= ~ndimage.binary_dilation(vessels, iterations=1)
+    labels, n = ndimage.label(bone)
+    if n == 0:
+        raise AnatomyError(
+            f"bone preset: no voxel above {BONE_HU:.0f} HU; is this a CT in Hounsfield units?"
+        )
+    sizes = np.bincount(labels.ravel())
+    sp = array_spacing(volume.world_from_voxel)
+    min_vox = max(1, int(0.1 / (float(np.prod(sp)) * 1e6)))  # drop specks < 0.1 ml
+    # bone has a cortex: other bright components (contrast organs, bowel) do not
+    cortical = np.bincount(labels[s > CORTEX_HU], minlength=n + 1)
+    keep = (sizes >= min_vox) & (cortical > 0)
+    keep[0] = False
+    bone = keep[labels]
+    if not bone.any():
+        raise AnatomyError(
+            f"bone preset: nothing above {BONE_HU:.0f} HU with a cortex above {CORTEX_HU:.0f} HU; "
+            "is this a CT in Hounsfield units?"
+        )
+    return _fill_holes_cropped(bone)
+
+
+def segment(volume: Volume, preset: str, seed: np.ndarray | None = None) -> np.ndarray:
+    """Segment one structure of a CT volume.
+
+    Parameters
+    ----------
+    volume : Volume
+        CT in Hounsfield units.
+    preset : str
+        One of :data:`PRESETS`: ``"vessels"`` (contrast-filled lumen connected to
+        the seed, or the largest tubular contrast component), ``"airway"``
+        (trachea and bronchi, lungs excluded), ``"bone"`` (above 200 HU, contrast
+        lumen excluded) or ``"skin"`` (the filled body).
+    seed : (3,) float, metres (LPS), optional
+        A point inside the structure (vessels, airway); found automatically when
+        omitted.
+
+    Returns
+    -------
+    (nk, nj, ni) bool
+
+    Raises
+    ------
+    AnatomyError
+        Unknown preset, or nothing usable found (the message says what to try).
+    """
+    if preset not in PRESETS:
+        raise AnatomyError(f"unknown segmentation preset {preset!r}; use one of {', '.join(PRESETS)}")
+    if np.asarray(volume.array).ndim != 3 or min(volume.shape) < 2:
+        raise AnatomyError(f"{preset} preset: the volume must be 3D with at least 2 slices, got {volume.shape}")
+    s = _smoothed(volume)
+    if preset == "vessels":
+        return _segment_vessels(volume, s, seed)
+    if preset == "airway":
+        return _segment_airway(volume, s, seed)
+    if preset == "bone":
+        return _segment_bone(volume, s)
+    body = body_mask(volume, s)
+    if not body.any():
+        raise AnatomyError("skin preset: no body found (the whole volume is air?)")
+    return _fill_holes_cropped(body)

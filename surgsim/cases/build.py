@@ -22,7 +22,7 @@ from surgsim.errors import AnatomyError
 from surgsim.paths import cache_dir
 
 #: Bump when the pipeline changes in a way that changes its output.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 
 Progress = Callable[[float, str], None]
 
@@ -70,12 +70,14 @@ def _access_from_aorta(centerlines) -> tuple[np.ndarray, np.ndarray]:
         raise AnatomyError("no aorta centerline found: the vessel preset needs a contrast-filled aorta")
     pts = np.asarray(aorta.points, dtype=float)
     start = pts[0]
-    ahead = pts[min(len(pts) - 1, 10)]
-    direction = ahead - start
-    norm = np.linalg.norm(direction)
-    if norm == 0:
-        raise AnatomyError("aorta centerline is degenerate at the access end")
-    return start.copy(), direction / norm
+    # principal direction of the first 30 mm: robust to the wobble of a smoothed end
+    seglen = np.r_[0.0, np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))]
+    near = pts[seglen <= 0.03]
+    if len(near) < 3:
+        raise AnatomyError("aorta centerline is too short at the access end (< 3 points in 30 mm)")
+    _, _, vt = np.linalg.svd(near - near.mean(axis=0))
+    direction = vt[0] if np.dot(vt[0], near[-1] - near[0]) > 0 else -vt[0]
+    return start.copy(), direction / np.linalg.norm(direction)
 
 
 def build_vessel_case(
@@ -193,16 +195,23 @@ def _load(folder: Path) -> VesselCase:
     )
 
 
+def cache_folder(key: str) -> Path:
+    """The cache folder of the case built under ``key`` (may not exist yet)."""
+    digest = hashlib.sha256(f"{key}|v{BUILD_VERSION}".encode()).hexdigest()[:16]
+    return cache_dir() / "cases" / digest
+
+
 def cached_case(key: str, build: Callable[[], VesselCase]) -> VesselCase:
     """Return the case cached under ``key``, building and caching it when absent.
 
     The cache entry is written to a temporary folder and renamed into place, so
-    an interrupted build never leaves a half-written case behind.
+    an interrupted build never leaves a half-written case behind; an unreadable
+    entry is rebuilt.
     """
-    digest = hashlib.sha256(f"{key}|v{BUILD_VERSION}".encode()).hexdigest()[:16]
-    root = cache_dir() / "cases"
+    folder = cache_folder(key)
+    root = folder.parent
     root.mkdir(parents=True, exist_ok=True)
-    folder = root / digest
+    digest = folder.name
     if (folder / "case.json").is_file():
         try:
             return _load(folder)

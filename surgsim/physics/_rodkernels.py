@@ -1,0 +1,977 @@
+"""Compiled inner loop of the rod solver (numba, cached on disk).
+
+Everything here works on plain arrays; :mod:`surgsim.physics.rod` owns the
+model, its documentation and the checks on inputs. Node 0 is the distal tip,
+node ``N - 1`` the proximal (hub) end. The unknowns of the global solve are
+the free nodes ``0 .. n - 1`` interleaved by coordinate ``(x0, y0, z0, x1, ...)``
+so the matrix is symmetric positive definite with 6 sub-diagonals.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# -- indices into the parameter array ------------------------------------------------
+P_L = 0  # rest segment length, m
+P_DT = 1  # time step, s
+P_KS = 2  # stretch stiffness EA / l, N/m
+P_KB = 3  # bending stiffness EI / l^3, N/m
+P_WC = 4  # contact penalty stiffness, N/m
+P_MU = 5  # wall friction coefficient
+P_DAMP = 6  # velocity damping per step (0..1)
+P_R = 7  # contact radius (device outer radius), m
+P_FMAX = 8  # push force limit, N
+P_EPS = 9  # friction regularisation (stick) displacement, m
+P_VMAX = 10  # node speed cap, m/s
+P_MARGIN = 11  # contact activation margin, m
+P_ADH = 12  # pull (N) below which a contact is kept rather than released
+P_EXTRA = 13  # extra iterations allowed to release contacts that pull
+P_FTOL = 14  # friction above this multiple of mu * lambda earns another iteration
+N_PARAMS = 15
+
+# -- indices into the scalar state array ---------------------------------------------
+S_DEPTH = 0  # inserted length, m
+S_HUB = 1  # hub rotation, rad
+S_PUSH = 2  # axial force the sheath/hand applies, N (compression positive)
+S_TWIST = 3  # accumulated rotation of the tip frame about its tangent, rad
+S_DEPTH_MAX = 4  # largest depth (two nodes stay clamped), m
+S_TIP_INIT = 5  # 1 once the tip frame has been recorded
+S_ITERS = 6  # global solves done in the last step
+N_SCALARS = 7
+
+BAND = 6  # sub-diagonals of the interleaved system
+
+# -- status codes ---------------------------------------------------------------------
+OK = 0
+ERR_NOT_FINITE = 1
+ERR_NOT_SPD = 2
+
+
+@njit(cache=True)
+def sdf_value(sdf, vfw, wfv, x0, x1, x2):
+    """Trilinear signed distance only (cheap test before :func:`sdf_sample`); same clamping."""
+    nk, nj, ni = sdf.shape
+    u = vfw[0, 0] * x0 + vfw[0, 1] * x1 + vfw[0, 2] * x2 + vfw[0, 3]
+    v = vfw[1, 0] * x0 + vfw[1, 1] * x1 + vfw[1, 2] * x2 + vfw[1, 3]
+    w = vfw[2, 0] * x0 + vfw[2, 1] * x1 + vfw[2, 2] * x2 + vfw[2, 3]
+    clamped = False
+    if not (u > 0.0):
+        u = 0.0
+        clamped = True
+    elif u > ni - 1.0:
+        u = ni - 1.0
+        clamped = True
+    if not (v > 0.0):
+        v = 0.0
+        clamped = True
+    elif v > nj - 1.0:
+        v = nj - 1.0
+        clamped = True
+    if not (w > 0.0):
+        w = 0.0
+        clamped = True
+    elif w > nk - 1.0:
+        w = nk - 1.0
+        clamped = True
+    i0 = min(int(u), ni - 2)
+    j0 = min(int(v), nj - 2)
+    k0 = min(int(w), nk - 2)
+    fu = u - i0
+    fv = v - j0
+    fw = w - k0
+    c00 = sdf[k0, j0, i0] + (sdf[k0, j0, i0 + 1] - sdf[k0, j0, i0]) * fu
+    c10 = sdf[k0, j0 + 1, i0] + (sdf[k0, j0 + 1, i0 + 1] - sdf[k0, j0 + 1, i0]) * fu
+    c01 = sdf[k0 + 1, j0, i0] + (sdf[k0 + 1, j0, i0 + 1] - sdf[k0 + 1, j0, i0]) * fu
+    c11 = sdf[k0 + 1, j0 + 1, i0] + (sdf[k0 + 1, j0 + 1, i0 + 1] - sdf[k0 + 1, j0 + 1, i0]) * fu
+    c0 = c00 + (c10 - c00) * fv
+    c1 = c01 + (c11 - c01) * fv
+    phi = c0 + (c1 - c0) * fw
+    if clamped and phi > 0.0:
+        q0 = x0 - (wfv[0, 0] * u + wfv[0, 1] * v + wfv[0, 2] * w + wfv[0, 3])
+        q1 = x1 - (wfv[1, 0] * u + wfv[1, 1] * v + wfv[1, 2] * w + wfv[1, 3])
+        q2 = x2 - (wfv[2, 0] * u + wfv[2, 1] * v + wfv[2, 2] * w + wfv[2, 3])
+        phi += math.sqrt(q0 * q0 + q1 * q1 + q2 * q2)
+    return phi
+
+
+@njit(cache=True)
+def sdf_sample(sdf, vfw, wfv, x0, x1, x2, grad):
+    """Trilinear signed distance at world point (x0, x1, x2); gradient into ``grad`` (3,).
+
+    ``vfw`` maps world to voxel, ``wfv`` is its inverse. Outside the grid the point
+    is clamped to the grid's faces: where the clamped value is inside the lumen
+    (a vessel crossing the border) the tube continues straight; where it is
+    outside, the distance from the point to the grid is added so that the field
+    keeps growing away from the grid and its gradient leads back to it.
+    """
+    nk, nj, ni = sdf.shape
+    u = vfw[0, 0] * x0 + vfw[0, 1] * x1 + vfw[0, 2] * x2 + vfw[0, 3]
+    v = vfw[1, 0] * x0 + vfw[1, 1] * x1 + vfw[1, 2] * x2 + vfw[1, 3]
+    w = vfw[2, 0] * x0 + vfw[2, 1] * x1 + vfw[2, 2] * x2 + vfw[2, 3]
+    au = 1.0
+    av = 1.0
+    aw = 1.0
+    clamped = False
+    if not (u > 0.0):  # also catches NaN
+        u = 0.0
+        au = 0.0
+        clamped = True
+    elif u > ni - 1.0:
+        u = ni - 1.0
+        au = 0.0
+        clamped = True
+    if not (v > 0.0):
+        v = 0.0
+        av = 0.0
+        clamped = True
+    elif v > nj - 1.0:
+        v = nj - 1.0
+        av = 0.0
+        clamped = True
+    if not (w > 0.0):
+        w = 0.0
+        aw = 0.0
+        clamped = True
+    elif w > nk - 1.0:
+        w = nk - 1.0
+        aw = 0.0
+        clamped = True
+    i0 = min(int(u), ni - 2)
+    j0 = min(int(v), nj - 2)
+    k0 = min(int(w), nk - 2)
+    fu = u - i0
+    fv = v - j0
+    fw = w - k0
+    c000 = sdf[k0, j0, i0]
+    c100 = sdf[k0, j0, i0 + 1]
+    c010 = sdf[k0, j0 + 1, i0]
+    c110 = sdf[k0, j0 + 1, i0 + 1]
+    c001 = sdf[k0 + 1, j0, i0]
+    c101 = sdf[k0 + 1, j0, i0 + 1]
+    c011 = sdf[k0 + 1, j0 + 1, i0]
+    c111 = sdf[k0 + 1, j0 + 1, i0 + 1]
+    c00 = c000 + (c100 - c000) * fu
+    c10 = c010 + (c110 - c010) * fu
+    c01 = c001 + (c101 - c001) * fu
+    c11 = c011 + (c111 - c011) * fu
+    c0 = c00 + (c10 - c00) * fv
+    c1 = c01 + (c11 - c01) * fv
+    phi = c0 + (c1 - c0) * fw
+    # gradient: trilinear blend of central differences at the 8 corners, so the
+    # contact normal is continuous across voxel faces (a piecewise-constant
+    # trilinear derivative makes nodes flip between facets every step)
+    du = 0.0
+    dv = 0.0
+    dw = 0.0
+    for ck in range(2):
+        wk = fw if ck == 1 else 1.0 - fw
+        kk = k0 + ck
+        for cj in range(2):
+            wj = fv if cj == 1 else 1.0 - fv
+            jj = j0 + cj
+            for ci in range(2):
+                wi = fu if ci == 1 else 1.0 - fu
+                ii = i0 + ci
+                wgt = wk * wj * wi
+                ip = min(ii + 1, ni - 1)
+                im = max(ii - 1, 0)
+                jp = min(jj + 1, nj - 1)
+                jm = max(jj - 1, 0)
+                kp = min(kk + 1, nk - 1)
+                km = max(kk - 1, 0)
+                du += wgt * (sdf[kk, jj, ip] - sdf[kk, jj, im]) / (ip - im)
+                dv += wgt * (sdf[kk, jp, ii] - sdf[kk, jm, ii]) / (jp - jm)
+                dw += wgt * (sdf[kp, jj, ii] - sdf[km, jj, ii]) / (kp - km)
+    du *= au
+    dv *= av
+    dw *= aw
+    # world gradient = J^T grad_voxel with J = d(voxel)/d(world)
+    grad[0] = vfw[0, 0] * du + vfw[1, 0] * dv + vfw[2, 0] * dw
+    grad[1] = vfw[0, 1] * du + vfw[1, 1] * dv + vfw[2, 1] * dw
+    grad[2] = vfw[0, 2] * du + vfw[1, 2] * dv + vfw[2, 2] * dw
+    if clamped and phi > 0.0:
+        q0 = x0 - (wfv[0, 0] * u + wfv[0, 1] * v + wfv[0, 2] * w + wfv[0, 3])
+        q1 = x1 - (wfv[1, 0] * u + wfv[1, 1] * v + wfv[1, 2] * w + wfv[1, 3])
+        q2 = x2 - (wfv[2, 0] * u + wfv[2, 1] * v + wfv[2, 2] * w + wfv[2, 3])
+        dout = math.sqrt(q0 * q0 + q1 * q1 + q2 * q2)
+        if dout > 0.0:
+            phi += dout
+            grad[0] += q0 / dout
+            grad[1] += q1 / dout
+            grad[2] += q2 / dout
+    return phi
+
+
+@njit(cache=True)
+def sdf_sample_many(sdf, vfw, wfv, points, out_phi, out_grad):
+    """Sample the field at ``points`` (m, 3) into ``out_phi`` (m,) and ``out_grad`` (m, 3)."""
+    g = np.empty(3)
+    for p in range(points.shape[0]):
+        out_phi[p] = sdf_sample(sdf, vfw, wfv, points[p, 0], points[p, 1], points[p, 2], g)
+        out_grad[p, 0] = g[0]
+        out_grad[p, 1] = g[1]
+        out_grad[p, 2] = g[2]
+
+
+@njit(cache=True)
+def polyline_tube_sdf(pts, radius, wfv, closed_start, closed_end, out):
+    """Fill ``out`` (nk, nj, ni) with distance to the polyline ``pts`` (m, 3) minus ``radius``.
+
+    ``wfv`` is world_from_voxel. Open ends extend their end segment without limit.
+    """
+    nk, nj, ni = out.shape
+    m = pts.shape[0]
+    for k in range(nk):
+        for j in range(nj):
+            for i in range(ni):
+                p0 = wfv[0, 0] * i + wfv[0, 1] * j + wfv[0, 2] * k + wfv[0, 3]
+                p1 = wfv[1, 0] * i + wfv[1, 1] * j + wfv[1, 2] * k + wfv[1, 3]
+                p2 = wfv[2, 0] * i + wfv[2, 1] * j + wfv[2, 2] * k + wfv[2, 3]
+                best = np.inf
+                for s in range(m - 1):
+                    a0 = pts[s, 0]
+                    a1 = pts[s, 1]
+                    a2 = pts[s, 2]
+                    b0 = pts[s + 1, 0] - a0
+                    b1 = pts[s + 1, 1] - a1
+                    b2 = pts[s + 1, 2] - a2
+                    bb = b0 * b0 + b1 * b1 + b2 * b2
+                    if bb <= 0.0:
+                        continue
+                    t = ((p0 - a0) * b0 + (p1 - a1) * b1 + (p2 - a2) * b2) / bb
+                    if t < 0.0 and (s > 0 or closed_start):
+                        t = 0.0
+                    if t > 1.0 and (s < m - 2 or closed_end):
+                        t = 1.0
+                    d0 = p0 - a0 - t * b0
+                    d1 = p1 - a1 - t * b1
+                    d2 = p2 - a2 - t * b2
+                    dd = d0 * d0 + d1 * d1 + d2 * d2
+                    if dd < best:
+                        best = dd
+                out[k, j, i] = math.sqrt(best) - radius
+
+
+@njit(cache=True)
+def _transport(u, a, b, out):
+    """Parallel-transport ``u`` (perpendicular to unit ``a``) to unit tangent ``b``; unit result."""
+    c = a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+    bu = b[0] * u[0] + b[1] * u[1] + b[2] * u[2]
+    if c > -0.999999:
+        f = bu / (1.0 + c)
+        o0 = u[0] - f * (a[0] + b[0])
+        o1 = u[1] - f * (a[1] + b[1])
+        o2 = u[2] - f * (a[2] + b[2])
+    else:  # folded back: keep u, made perpendicular to b below
+        o0 = u[0]
+        o1 = u[1]
+        o2 = u[2]
+    # re-orthonormalise against b
+    d = o0 * b[0] + o1 * b[1] + o2 * b[2]
+    o0 -= d * b[0]
+    o1 -= d * b[1]
+    o2 -= d * b[2]
+    nrm = math.sqrt(o0 * o0 + o1 * o1 + o2 * o2)
+    if nrm < 1e-12:  # u was parallel to b: any perpendicular
+        if abs(b[0]) < 0.9:
+            o0, o1, o2 = 0.0, -b[2], b[1]
+        else:
+            o0, o1, o2 = b[2], 0.0, -b[0]
+        nrm = math.sqrt(o0 * o0 + o1 * o1 + o2 * o2)
+    out[0] = o0 / nrm
+    out[1] = o1 / nrm
+    out[2] = o2 / nrm
+
+
+@njit(cache=True)
+def compute_frames(y, direc, uref, hub, tseg, useg):
+    """Segment tangents (toward the tip) and material directions, transported from the hub.
+
+    ``tseg[s]`` is the unit vector from node ``s + 1`` to node ``s``; ``useg[s]`` the
+    material frame's first direction on that segment: the hub frame
+    (``uref`` turned by ``hub`` about ``direc``) parallel-transported along the
+    current centreline.
+    """
+    N = y.shape[0]
+    ch = math.cos(hub)
+    sh = math.sin(hub)
+    # hub direction: uref cos + (direc x uref) sin
+    hx = uref[0] * ch + (direc[1] * uref[2] - direc[2] * uref[1]) * sh
+    hy = uref[1] * ch + (direc[2] * uref[0] - direc[0] * uref[2]) * sh
+    hz = uref[2] * ch + (direc[0] * uref[1] - direc[1] * uref[0]) * sh
+    for s in range(N - 1):
+        e0 = y[s, 0] - y[s + 1, 0]
+        e1 = y[s, 1] - y[s + 1, 1]
+        e2 = y[s, 2] - y[s + 1, 2]
+        ln = math.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
+        if ln > 1e-12:
+            tseg[s, 0] = e0 / ln
+            tseg[s, 1] = e1 / ln
+            tseg[s, 2] = e2 / ln
+        else:
+            tseg[s, 0] = direc[0]
+            tseg[s, 1] = direc[1]
+            tseg[s, 2] = direc[2]
+    tmp = np.empty(3)
+    tmp[0] = hx
+    tmp[1] = hy
+    tmp[2] = hz
+    _transport(tmp, direc, tseg[N - 2], useg[N - 2])
+    for s in range(N - 3, -1, -1):
+        _transport(useg[s + 1], tseg[s + 1], tseg[s], useg[s])
+
+
+@njit(cache=True)
+def compute_bend_targets(tseg, useg, bend_c, dvec):
+    """Rest second differences ``d_i`` turned into the current material frame at node i.
+
+    ``bend_c[i] = 2 l sin(phi_i / 2) * kappa_i / |kappa_i|`` (precomputed), so
+    ``d_i = bend_c[i, 0] m1 + bend_c[i, 1] m2`` with ``(m1, m2)`` the node frame.
+    """
+    N = tseg.shape[0] + 1
+    tn = np.empty(3)
+    m1 = np.empty(3)
+    for i in range(N):
+        dvec[i, 0] = 0.0
+        dvec[i, 1] = 0.0
+        dvec[i, 2] = 0.0
+    for i in range(1, N - 1):
+        c1 = bend_c[i, 0]
+        c2 = bend_c[i, 1]
+        if c1 == 0.0 and c2 == 0.0:
+            continue
+        a0 = tseg[i - 1, 0] + tseg[i, 0]
+        a1 = tseg[i - 1, 1] + tseg[i, 1]
+        a2 = tseg[i - 1, 2] + tseg[i, 2]
+        ln = math.sqrt(a0 * a0 + a1 * a1 + a2 * a2)
+        if ln < 1e-9:  # fully folded: use the proximal segment
+            tn[0] = tseg[i, 0]
+            tn[1] = tseg[i, 1]
+            tn[2] = tseg[i, 2]
+        else:
+            tn[0] = a0 / ln
+            tn[1] = a1 / ln
+            tn[2] = a2 / ln
+        _transport(useg[i], tseg[i], tn, m1)
+        # m2 = tn x m1
+        m20 = tn[1] * m1[2] - tn[2] * m1[1]
+        m21 = tn[2] * m1[0] - tn[0] * m1[2]
+        m22 = tn[0] * m1[1] - tn[1] * m1[0]
+        dvec[i, 0] = c1 * m1[0] + c2 * m20
+        dvec[i, 1] = c1 * m1[1] + c2 * m21
+        dvec[i, 2] = c1 * m1[2] + c2 * m22
+
+
+@njit(cache=True)
+def _band_cholesky_solve(Ab, rhs, n3, out):
+    """Solve A x = rhs for SPD banded A (lower band ``Ab[r, d] = A[r, r - d]``), in place.
+
+    Returns False when A is not positive definite.
+    """
+    p = BAND
+    for j in range(n3):
+        s = Ab[j, 0]
+        for k in range(max(0, j - p), j):
+            ljk = Ab[j, j - k]
+            s -= ljk * ljk
+        if not (s > 0.0):
+            return False
+        ljj = math.sqrt(s)
+        Ab[j, 0] = ljj
+        for i in range(j + 1, min(j + p + 1, n3)):
+            t = Ab[i, i - j]
+            for k in range(max(0, i - p), j):
+                t -= Ab[i, i - k] * Ab[j, j - k]
+            Ab[i, i - j] = t / ljj
+    # forward L z = b
+    for i in range(n3):
+        t = rhs[i]
+        for k in range(max(0, i - p), i):
+            t -= Ab[i, i - k] * out[k]
+        out[i] = t / Ab[i, 0]
+    # backward L^T x = z
+    for i in range(n3 - 1, -1, -1):
+        t = out[i]
+        for k in range(i + 1, min(i + p + 1, n3)):
+            t -= Ab[k, k - i] * out[k]
+        out[i] = t / Ab[i, 0]
+    return True
+
+
+@njit(cache=True)
+def _add_block(Ab, a, b, m00, m01, m02, m10, m11, m12, m20, m21, m22):
+    """Add the 3x3 block M at node block (a, b), a >= b, keeping only the lower band."""
+    ra = 3 * a
+    cb = 3 * b
+    if a == b:
+        Ab[ra, 0] += m00
+        Ab[ra + 1, 1] += m10
+        Ab[ra + 1, 0] += m11
+        Ab[ra + 2, 2] += m20
+        Ab[ra + 2, 1] += m21
+        Ab[ra + 2, 0] += m22
+    else:
+        Ab[ra, ra - cb] += m00
+        Ab[ra, ra - cb - 1] += m01
+        Ab[ra, ra - cb - 2] += m02
+        Ab[ra + 1, ra + 1 - cb] += m10
+        Ab[ra + 1, ra - cb] += m11
+        Ab[ra + 1, ra - cb - 1] += m12
+        Ab[ra + 2, ra + 2 - cb] += m20
+        Ab[ra + 2, ra + 1 - cb] += m21
+        Ab[ra + 2, ra - cb] += m22
+
+
+@njit(cache=True)
+def _nfree(depth, h, N):
+    """Number of free nodes: those whose arc length from the tip is below ``depth - l``.
+
+    The held line's first segment (nodes n, n + 1) sets the clamped slope, so the
+    discrete clamp sits at ``s_n + l / 2``; holding nodes from ``depth - l`` on
+    centres that clamp on the entry (within half a segment).
+    """
+    n = 0
+    lim = depth - h - 1e-9 * h
+    for i in range(N):
+        if i * h < lim:
+            n = i + 1
+        else:
+            break
+    return n
+
+
+@njit(cache=True)
+def _sheath_force(x, n, direc, prm, dvec):
+    """Axial force (N, compression positive) the clamped part applies to the free part."""
+    N = x.shape[0]
+    if n < 1:
+        return 0.0
+    h = prm[P_L]
+    ks = prm[P_KS]
+    kb = prm[P_KB]
+    f = 0.0
+    # stretch segment (n - 1, n): force on node n - 1 = -ks (|e| - l) t
+    e0 = x[n - 1, 0] - x[n, 0]
+    e1 = x[n - 1, 1] - x[n, 1]
+    e2 = x[n - 1, 2] - x[n, 2]
+    ln = math.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
+    if ln > 1e-12:
+        f += -ks * (ln - h) * (e0 * direc[0] + e1 * direc[1] + e2 * direc[2]) / ln
+    # bending terms whose stencil mixes free and clamped nodes
+    for i in range(max(1, n - 1), min(N - 2, n) + 1):
+        r0 = x[i - 1, 0] - 2.0 * x[i, 0] + x[i + 1, 0] - dvec[i, 0]
+        r1 = x[i - 1, 1] - 2.0 * x[i, 1] + x[i + 1, 1] - dvec[i, 1]
+        r2 = x[i - 1, 2] - 2.0 * x[i, 2] + x[i + 1, 2] - dvec[i, 2]
+        rd = r0 * direc[0] + r1 * direc[1] + r2 * direc[2]
+        for q in range(3):
+            a = i - 1 + q
+            if a < n:
+                c = 1.0 if q != 1 else -2.0
+                f += -kb * c * rd
+    return f
+
+
+@njit(cache=True)
+def _add_sym_point(Ab, ia, ib, wa, wb, m00, m01, m02, m11, m12, m22):
+    """Add J^T M J for the contact point p = wa x_ia + wb x_ib (ib = ia + 1, or wb = 0)."""
+    f = wa * wa
+    _add_block(Ab, ia, ia, f * m00, f * m01, f * m02, f * m01, f * m11, f * m12,
+               f * m02, f * m12, f * m22)  # fmt: skip
+    if wb != 0.0:
+        f = wb * wb
+        _add_block(Ab, ib, ib, f * m00, f * m01, f * m02, f * m01, f * m11, f * m12,
+                   f * m02, f * m12, f * m22)  # fmt: skip
+        f = wa * wb
+        _add_block(Ab, ib, ia, f * m00, f * m01, f * m02, f * m01, f * m11, f * m12,
+                   f * m02, f * m12, f * m22)  # fmt: skip
+
+
+@njit(cache=True)
+def _first_exit(sdf, vfw, wfv, o0, o1, o2, p0, p1, p2, spacing, g):
+    """First sample on the path o -> p (every ``spacing`` m, o excluded) outside the lumen.
+
+    Only paths longer than ``spacing`` are sampled (a shorter move cannot cross
+    a wall, and its end point is checked anyway), so a node that moved far in one
+    iteration (a snapping pre-shaped tip, a fast push) cannot hop across a thin
+    wall. Returns (t, nsub, phi) with the gradient at that sample in ``g``, or
+    t = -1 if the path stays in the lumen.
+    """
+    d0 = p0 - o0
+    d1 = p1 - o1
+    d2 = p2 - o2
+    dist = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+    if not (dist > spacing):
+        return -1.0, 1, 0.0
+    nsub = min(int(math.ceil(dist / spacing)), 1000)
+    for j in range(1, nsub + 1):
+        t = j / nsub
+        phi = sdf_value(sdf, vfw, wfv, o0 + t * d0, o1 + t * d1, o2 + t * d2)
+        if phi > 0.0:
+            phi = sdf_sample(sdf, vfw, wfv, o0 + t * d0, o1 + t * d1, o2 + t * d2, g)
+            return t, nsub, phi
+    return -1.0, nsub, 0.0
+
+
+@njit(cache=True)
+def _point(k, N):
+    """Contact point k: node k (k < N) or the midpoint of segment k - N. Returns (ia, ib, wa, wb)."""
+    if k < N:
+        return k, k, 1.0, 0.0
+    return k - N, k - N + 1, 0.5, 0.5
+
+
+@njit(cache=True)
+def _step(
+    a, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
+    access, direc, uref, sdf, vfw, wfv, has_wall,
+    lam, cforce, incontact, active, released, nrm, cpl,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol,
+):  # fmt: skip
+    """One time step: push ``a`` m, turn the hub ``rot`` rad. Returns a status code.
+
+    Contact points ``k`` (arrays of length 2 N: ``lam``, ``active``, ``released``,
+    ``nrm``, ``cpl``) are the free nodes (k < N) and the midpoints of segments
+    between two free nodes (k = N + s), so a segment cannot cut through a thin
+    wall or a sharp carina between its nodes.
+    """
+    N = x.shape[0]
+    h = prm[P_L]
+    dt = prm[P_DT]
+    ks = prm[P_KS]
+    kb = prm[P_KB]
+    wc = prm[P_WC]
+    mu = prm[P_MU]
+    damp = prm[P_DAMP]
+    r = prm[P_R]
+    eps = prm[P_EPS]
+    vmax = prm[P_VMAX]
+    margin = prm[P_MARGIN]
+    adh = prm[P_ADH]
+    inv_dt2 = 1.0 / (dt * dt)
+    g = np.empty(3)
+    cfr = np.zeros(2 * N)  # friction coefficient (N/m) each contact point used this iteration
+    coef = np.empty(3)
+    coef[0] = 1.0
+    coef[1] = -2.0
+    coef[2] = 1.0
+    # ---- insertion
+    depth_old = sc[S_DEPTH]
+    depth = depth_old + a
+    if depth < 0.0:
+        depth = 0.0
+    if depth > sc[S_DEPTH_MAX]:
+        depth = sc[S_DEPTH_MAX]
+    sc[S_DEPTH] = depth
+    vin = (depth - depth_old) / dt
+    sc[S_HUB] += rot
+    hub = sc[S_HUB]
+    n = _nfree(depth, h, N)
+    for i in range(n, N):
+        s = i * h
+        for c in range(3):
+            x[i, c] = access[c] - (s - depth) * direc[c]
+            v[i, c] = vin * direc[c]
+            y[i, c] = x[i, c]
+        cforce[i] = 0.0
+        incontact[i] = False
+    # contact points in use: nodes 0..n-1 and segments 0..n-2
+    for k in range(2 * N):
+        active[k] = False
+        released[k] = False
+        if (k < N and k >= n) or (k >= N and k - N >= n - 1):
+            lam[k] = 0.0
+    # ---- prediction
+    for i in range(n):
+        for c in range(3):
+            ystar[i, c] = x[i, c] + dt * v[i, c] + dt * dt * fext[i, c] / mass[i]
+            y[i, c] = ystar[i, c]
+    n3 = 3 * n
+    it = 0
+    max_it = iters + int(prm[P_EXTRA])
+    while n > 0:
+        # ---- local step: material frames -> bending targets; contacts
+        compute_frames(y, direc, uref, hub, tseg, useg)
+        compute_bend_targets(tseg, useg, bend_c, dvec)
+        if has_wall:
+            for k in range(2 * N):
+                ia, ib, wa, wb = _point(k, N)
+                if ib >= n:
+                    continue
+                if released[k]:
+                    active[k] = False
+                    lam[k] = 0.0
+                    continue
+                p0 = wa * y[ia, 0] + wb * y[ib, 0]
+                p1 = wa * y[ia, 1] + wb * y[ib, 1]
+                p2 = wa * y[ia, 2] + wb * y[ib, 2]
+                phi = sdf_value(sdf, vfw, wfv, p0, p1, p2)
+                if phi > -r - margin:
+                    phi = sdf_sample(sdf, vfw, wfv, p0, p1, p2, g)
+                else:
+                    # end point free: did the path leave the lumen on the way (a hop)?
+                    o0 = wa * x[ia, 0] + wb * x[ib, 0]
+                    o1 = wa * x[ia, 1] + wb * x[ib, 1]
+                    o2 = wa * x[ia, 2] + wb * x[ib, 2]
+                    t, nsub, phi_t = _first_exit(sdf, vfw, wfv, o0, o1, o2, p0, p1, p2,
+                                                 0.5 * r, g)  # fmt: skip
+                    if t > 0.0:
+                        phi = phi_t
+                        p0 = o0 + t * (p0 - o0)
+                        p1 = o1 + t * (p1 - o1)
+                        p2 = o2 + t * (p2 - o2)
+                gn = math.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
+                if phi > -r - margin and gn > 1e-9:
+                    active[k] = True
+                    nrm[k, 0] = g[0] / gn
+                    nrm[k, 1] = g[1] / gn
+                    nrm[k, 2] = g[2] / gn
+                    cpl[k] = nrm[k, 0] * p0 + nrm[k, 1] * p1 + nrm[k, 2] * p2 - (phi + r) / gn
+                else:
+                    active[k] = False
+                    lam[k] = 0.0
+        # ---- global step: assemble the banded system
+        for row in range(n3):
+            rhs[row] = 0.0
+            for d in range(BAND + 1):
+                Ab[row, d] = 0.0
+        for i in range(n):
+            mi = mass[i] * inv_dt2
+            for c in range(3):
+                Ab[3 * i + c, 0] += mi
+                rhs[3 * i + c] += mi * ystar[i, c]
+        # stretch, Gauss-Newton: ks/2 (t . (x_s - x_s+1) - l)^2
+        for s in range(min(n, N - 1)):
+            t0 = tseg[s, 0]
+            t1 = tseg[s, 1]
+            t2 = tseg[s, 2]
+            k00 = ks * t0 * t0
+            k01 = ks * t0 * t1
+            k02 = ks * t0 * t2
+            k11 = ks * t1 * t1
+            k12 = ks * t1 * t2
+            k22 = ks * t2 * t2
+            _add_block(Ab, s, s, k00, k01, k02, k01, k11, k12, k02, k12, k22)
+            rhs[3 * s] += ks * h * t0
+            rhs[3 * s + 1] += ks * h * t1
+            rhs[3 * s + 2] += ks * h * t2
+            q = s + 1
+            if q < n:
+                _add_block(Ab, q, q, k00, k01, k02, k01, k11, k12, k02, k12, k22)
+                _add_block(Ab, q, s, -k00, -k01, -k02, -k01, -k11, -k12, -k02, -k12, -k22)
+                rhs[3 * q] -= ks * h * t0
+                rhs[3 * q + 1] -= ks * h * t1
+                rhs[3 * q + 2] -= ks * h * t2
+            else:
+                rhs[3 * s] += k00 * y[q, 0] + k01 * y[q, 1] + k02 * y[q, 2]
+                rhs[3 * s + 1] += k01 * y[q, 0] + k11 * y[q, 1] + k12 * y[q, 2]
+                rhs[3 * s + 2] += k02 * y[q, 0] + k12 * y[q, 1] + k22 * y[q, 2]
+        # bending, co-rotational: kb/2 |x_i-1 - 2 x_i + x_i+1 - d_i|^2
+        for i in range(1, min(n + 1, N - 1)):
+            for qa in range(3):
+                na = i - 1 + qa
+                if na >= n:
+                    continue
+                ca = coef[qa]
+                for c in range(3):
+                    rhs[3 * na + c] += kb * ca * dvec[i, c]
+                for qb in range(3):
+                    nb = i - 1 + qb
+                    w = kb * ca * coef[qb]
+                    if nb < n:
+                        if na >= nb:
+                            dd = 3 * (na - nb)
+                            for c in range(3):
+                                Ab[3 * na + c, dd] += w
+                    else:
+                        for c in range(3):
+                            rhs[3 * na + c] -= w * y[nb, c]
+        # contact (normal penalty) and regularised Coulomb friction (tangential)
+        if has_wall:
+            for k in range(2 * N):
+                cfr[k] = 0.0
+                if not active[k]:
+                    continue
+                ia, ib, wa, wb = _point(k, N)
+                n0 = nrm[k, 0]
+                n1 = nrm[k, 1]
+                n2 = nrm[k, 2]
+                _add_sym_point(Ab, ia, ib, wa, wb, wc * n0 * n0, wc * n0 * n1, wc * n0 * n2,
+                               wc * n1 * n1, wc * n1 * n2, wc * n2 * n2)  # fmt: skip
+                f = wc * cpl[k]
+                for c in range(3):
+                    rhs[3 * ia + c] += wa * f * nrm[k, c]
+                    if wb != 0.0:
+                        rhs[3 * ib + c] += wb * f * nrm[k, c]
+                if mu > 0.0 and lam[k] > 0.0:
+                    # tangential displacement of the contact point since the step began
+                    d0 = wa * (y[ia, 0] - x[ia, 0]) + wb * (y[ib, 0] - x[ib, 0])
+                    d1 = wa * (y[ia, 1] - x[ia, 1]) + wb * (y[ib, 1] - x[ib, 1])
+                    d2 = wa * (y[ia, 2] - x[ia, 2]) + wb * (y[ib, 2] - x[ib, 2])
+                    dn = d0 * n0 + d1 * n1 + d2 * n2
+                    d0 -= dn * n0
+                    d1 -= dn * n1
+                    d2 -= dn * n2
+                    dtan = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+                    cf = mu * lam[k] / max(dtan, eps)
+                    cfr[k] = cf
+                    p00 = cf * (1.0 - n0 * n0)
+                    p01 = -cf * n0 * n1
+                    p02 = -cf * n0 * n2
+                    p11 = cf * (1.0 - n1 * n1)
+                    p12 = -cf * n1 * n2
+                    p22 = cf * (1.0 - n2 * n2)
+                    _add_sym_point(Ab, ia, ib, wa, wb, p00, p01, p02, p11, p12, p22)
+                    # pull toward the contact point's position at the start of the step
+                    o0 = wa * x[ia, 0] + wb * x[ib, 0]
+                    o1 = wa * x[ia, 1] + wb * x[ib, 1]
+                    o2 = wa * x[ia, 2] + wb * x[ib, 2]
+                    r0 = p00 * o0 + p01 * o1 + p02 * o2
+                    r1 = p01 * o0 + p11 * o1 + p12 * o2
+                    r2 = p02 * o0 + p12 * o1 + p22 * o2
+                    rhs[3 * ia] += wa * r0
+                    rhs[3 * ia + 1] += wa * r1
+                    rhs[3 * ia + 2] += wa * r2
+                    if wb != 0.0:
+                        rhs[3 * ib] += wb * r0
+                        rhs[3 * ib + 1] += wb * r1
+                        rhs[3 * ib + 2] += wb * r2
+        if not _band_cholesky_solve(Ab, rhs, n3, sol):
+            return ERR_NOT_SPD
+        for i in range(n):
+            y[i, 0] = sol[3 * i]
+            y[i, 1] = sol[3 * i + 1]
+            y[i, 2] = sol[3 * i + 2]
+        # contact multipliers; contacts that pull are released for the rest of the step.
+        # The lagged friction coefficient can hold a contact that should start to slide
+        # (force above Coulomb's mu * lambda): such contacts also earn another iteration.
+        unsettled = False
+        for k in range(2 * N):
+            if active[k]:
+                ia, ib, wa, wb = _point(k, N)
+                pn = 0.0
+                for c in range(3):
+                    pn += nrm[k, c] * (wa * y[ia, c] + wb * y[ib, c])
+                lm = wc * (pn - cpl[k])
+                if lm < -adh:
+                    unsettled = True
+                    released[k] = True
+                    lam[k] = 0.0
+                else:
+                    lam[k] = max(lm, 0.0)
+                if cfr[k] > 0.0:
+                    dt2 = 0.0
+                    dn = 0.0
+                    for c in range(3):
+                        dn += nrm[k, c] * (wa * (y[ia, c] - x[ia, c]) + wb * (y[ib, c] - x[ib, c]))
+                    for c in range(3):
+                        dc = wa * (y[ia, c] - x[ia, c]) + wb * (y[ib, c] - x[ib, c]) - dn * nrm[k, c]
+                        dt2 += dc * dc
+                    if cfr[k] * math.sqrt(dt2) > prm[P_FTOL] * mu * lam[k] + 1e-9:
+                        unsettled = True
+            else:
+                lam[k] = 0.0
+        # a large rotation within one step (a tip snapping into shape) leaves the
+        # linearised stretch unconverged: iterate on while a segment is off by > 1 %
+        if not unsettled:
+            for s in range(min(n, N - 1)):
+                e0 = y[s, 0] - y[s + 1, 0]
+                e1 = y[s, 1] - y[s + 1, 1]
+                e2 = y[s, 2] - y[s + 1, 2]
+                if abs(math.sqrt(e0 * e0 + e1 * e1 + e2 * e2) - h) > 0.01 * h:
+                    unsettled = True
+                    break
+        it += 1
+        if it >= max_it or (it >= iters and not unsettled):
+            break
+    sc[S_ITERS] = it
+    # ---- velocities from the solve, then hard projection onto phi <= -r (nodes, segment
+    # midpoints, nodes again). Projection moves positions only and removes velocity into
+    # the wall ("split impulse"), so recovering from penetration never injects energy.
+    for i in range(n):
+        cforce[i] = 0.0
+        for c in range(3):
+            v[i, c] = (y[i, c] - x[i, c]) / dt * (1.0 - damp)
+    if has_wall:
+        for rnd in range(3):
+            for k in range(2 * N):
+                if (rnd == 1) != (k >= N):
+                    continue
+                ia, ib, wa, wb = _point(k, N)
+                if ib >= n:
+                    continue
+                if rnd == 0:
+                    # a long move that left the lumen on the way is cut back to its last
+                    # sample inside, so the projection below cannot finish a hop
+                    o0 = wa * x[ia, 0] + wb * x[ib, 0]
+                    o1 = wa * x[ia, 1] + wb * x[ib, 1]
+                    o2 = wa * x[ia, 2] + wb * x[ib, 2]
+                    p0 = wa * y[ia, 0] + wb * y[ib, 0]
+                    p1 = wa * y[ia, 1] + wb * y[ib, 1]
+                    p2 = wa * y[ia, 2] + wb * y[ib, 2]
+                    t, nsub, phi = _first_exit(sdf, vfw, wfv, o0, o1, o2, p0, p1, p2,
+                                               0.5 * r, g)  # fmt: skip
+                    if t > 0.0:
+                        keep = t - 1.0 / nsub
+                        for j in range(2):
+                            node = ia if j == 0 else ib
+                            if j == 1 and wb == 0.0:
+                                break
+                            for c in range(3):
+                                y[node, c] = x[node, c] + keep * (y[node, c] - x[node, c])
+                                v[node, c] = (y[node, c] - x[node, c]) / dt * (1.0 - damp)
+                for _k in range(3):
+                    p0 = wa * y[ia, 0] + wb * y[ib, 0]
+                    p1 = wa * y[ia, 1] + wb * y[ib, 1]
+                    p2 = wa * y[ia, 2] + wb * y[ib, 2]
+                    if sdf_value(sdf, vfw, wfv, p0, p1, p2) <= -r:
+                        break
+                    phi = sdf_sample(sdf, vfw, wfv, p0, p1, p2, g)
+                    gn2 = g[0] * g[0] + g[1] * g[1] + g[2] * g[2]
+                    if phi <= -r or gn2 < 1e-18:
+                        break
+                    f = (phi + r) / gn2
+                    for c in range(3):
+                        y[ia, c] -= f * g[c]
+                    if wb != 0.0:
+                        for c in range(3):
+                            y[ib, c] -= f * g[c]
+                    # force estimate for a point only the projection held
+                    if lam[k] <= 0.0:
+                        cforce[ia] += mass[ia] * f * math.sqrt(gn2) * inv_dt2
+                    for j in range(2):
+                        node = ia if j == 0 else ib
+                        if j == 1 and wb == 0.0:
+                            break
+                        vn = (v[node, 0] * g[0] + v[node, 1] * g[1] + v[node, 2] * g[2]) / gn2
+                        if vn > 0.0:
+                            for c in range(3):
+                                v[node, c] -= vn * g[c]
+    # normal forces per node: node multipliers plus half of each adjacent midpoint's
+    for k in range(2 * N):
+        if lam[k] > 0.0:
+            ia, ib, wa, wb = _point(k, N)
+            cforce[ia] += wa * lam[k]
+            if wb != 0.0:
+                cforce[ib] += wb * lam[k]
+    for i in range(n):
+        incontact[i] = cforce[i] > 0.0
+        sp = math.sqrt(v[i, 0] * v[i, 0] + v[i, 1] * v[i, 1] + v[i, 2] * v[i, 2])
+        if sp > vmax:
+            for c in range(3):
+                v[i, c] *= vmax / sp
+        for c in range(3):
+            x[i, c] = y[i, c]
+        if not (
+            math.isfinite(x[i, 0]) and math.isfinite(x[i, 1]) and math.isfinite(x[i, 2])
+            and math.isfinite(v[i, 0]) and math.isfinite(v[i, 1]) and math.isfinite(v[i, 2])
+        ):  # fmt: skip
+            return ERR_NOT_FINITE
+    # ---- readouts: sheath force, tip frame rotation
+    compute_frames(x, direc, uref, hub, tseg, useg)
+    compute_bend_targets(tseg, useg, bend_c, dvec)
+    sc[S_PUSH] = _sheath_force(x, n, direc, prm, dvec)
+    if sc[S_TIP_INIT] > 0.0:
+        pt = tipst[0:3]
+        pu = tipst[3:6]
+        _transport(pu, pt, tseg[0], g)
+        cr0 = g[1] * useg[0, 2] - g[2] * useg[0, 1]
+        cr1 = g[2] * useg[0, 0] - g[0] * useg[0, 2]
+        cr2 = g[0] * useg[0, 1] - g[1] * useg[0, 0]
+        sn = cr0 * tseg[0, 0] + cr1 * tseg[0, 1] + cr2 * tseg[0, 2]
+        cs = g[0] * useg[0, 0] + g[1] * useg[0, 1] + g[2] * useg[0, 2]
+        sc[S_TWIST] += math.atan2(sn, cs)
+    for c in range(3):
+        tipst[c] = tseg[0, c]
+        tipst[3 + c] = useg[0, c]
+    sc[S_TIP_INIT] = 1.0
+    if not math.isfinite(sc[S_PUSH]):
+        return ERR_NOT_FINITE
+    return OK
+
+
+@njit(cache=True)
+def run_steps(
+    n_steps, adv, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
+    access, direc, uref, sdf, vfw, wfv, has_wall,
+    lam, cforce, incontact, active, released, nrm, cpl,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved,
+):  # fmt: skip
+    """Advance the rod ``n_steps`` steps; each step pushes ``adv`` m and turns the hub ``rot`` rad.
+
+    Force limit: no advance while the entry force is at ``max_push_force`` in
+    compression (no retraction while it is at the limit in tension); a step
+    that takes the force past the limit is redone with the advance scaled
+    (secant on the force) so that the force lands on the limit.
+    ``saved`` is scratch space of at least ``8 N + 6 + N_SCALARS`` floats.
+    Returns a status code (``OK`` or an ``ERR_*``).
+    """
+    fmax = prm[P_FMAX]
+    for _s in range(n_steps):
+        f0 = sc[S_PUSH]
+        a = adv
+        if (a > 0.0 and f0 >= fmax) or (a < 0.0 and f0 <= -fmax):
+            a = 0.0
+        if a != 0.0:
+            _save(x, v, lam, tipst, sc, saved)
+        for attempt in range(2):
+            status = _step(
+                a, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
+                access, direc, uref, sdf, vfw, wfv, has_wall,
+                lam, cforce, incontact, active, released, nrm, cpl,
+                y, ystar, tseg, useg, dvec, Ab, rhs, sol,
+            )  # fmt: skip
+            if status != OK:
+                return status
+            f1 = sc[S_PUSH]
+            if attempt == 0 and a > 0.0 and f1 > fmax and f1 > f0:
+                a *= min(max((fmax - f0) / (f1 - f0), 0.0), 1.0)
+                _restore(x, v, lam, tipst, sc, saved)
+            elif attempt == 0 and a < 0.0 and f1 < -fmax and f1 < f0:
+                a *= min(max((-fmax - f0) / (f1 - f0), 0.0), 1.0)
+                _restore(x, v, lam, tipst, sc, saved)
+            else:
+                break
+    return OK
+
+
+@njit(cache=True)
+def _save(x, v, lam, tipst, sc, saved):
+    N = x.shape[0]
+    q = 0
+    for i in range(N):
+        for c in range(3):
+            saved[q] = x[i, c]
+            saved[q + 1] = v[i, c]
+            q += 2
+        saved[q] = lam[i]
+        saved[q + 1] = lam[N + i]
+        q += 2
+    for c in range(6):
+        saved[q] = tipst[c]
+        q += 1
+    for c in range(sc.shape[0]):
+        saved[q] = sc[c]
+        q += 1
+
+
+@njit(cache=True)
+def _restore(x, v, lam, tipst, sc, saved):
+    N = x.shape[0]
+    q = 0
+    for i in range(N):
+        for c in range(3):
+            x[i, c] = saved[q]
+            v[i, c] = saved[q + 1]
+            q += 2
+        lam[i] = saved[q]
+        lam[N + i] = saved[q + 1]
+        q += 2
+    for c in range(6):
+        tipst[c] = saved[q]
+        q += 1
+    for c in range(sc.shape[0]):
+        sc[c] = saved[q]
+        q += 1

@@ -897,9 +897,12 @@ def run_steps(
     n_steps, adv, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
     access, direc, uref, sdf, vfw, wfv, has_wall,
     lam, cforce, incontact, active, released, nrm, cpl,
-    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved, facc,
 ):  # fmt: skip
     """Advance the rod ``n_steps`` steps; each step pushes ``adv`` m and turns the hub ``rot`` rad.
+
+    ``facc`` (N,) accumulates each step's contact force per node (for
+    sensor-like averages over a recording interval).
 
     Force limit: no advance while the entry force is at ``max_push_force`` in
     compression (no retraction while it is at the limit in tension); a step
@@ -934,6 +937,8 @@ def run_steps(
                 _restore(x, v, lam, tipst, sc, saved)
             else:
                 break
+        for i in range(x.shape[0]):
+            facc[i] += cforce[i]
     return OK
 
 

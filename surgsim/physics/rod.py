@@ -416,6 +416,8 @@ class RodSolver:
         # contact points: the nodes, then the segment midpoints
         self._lam = np.zeros(2 * n)
         self._cforce = np.zeros(n)
+        self._facc = np.zeros(n)
+        self._facc_steps = 0
         self._incontact = np.zeros(n, dtype=np.bool_)
         self._active = np.zeros(2 * n, dtype=np.bool_)
         self._released = np.zeros(2 * n, dtype=np.bool_)
@@ -507,14 +509,28 @@ class RodSolver:
             self._access, self._dir, self._uref, self._sdf, self._vfw, self._wfv, self._has_wall,
             self._lam, self._cforce, self._incontact, self._active, self._released, self._nrm,
             self._cpl, self._y, self._ystar, self._tseg, self._useg, self._dvec, self._Ab,
-            self._rhs, self._sol, self._saved,
+            self._rhs, self._sol, self._saved, self._facc,
         )  # fmt: skip
         self._step += n_steps
+        self._facc_steps += n_steps
         if status != _k.OK:
             raise PhysicsError(
                 f"rod solver failed near step {self._step} ({self.spec.name}): "
                 f"{_STATUS.get(status, status)}; reduce dt or the push speed and report the input log"
             )
+
+    def take_mean_contact_force(self) -> np.ndarray:
+        """Mean normal contact force per node since the last call, (n,) float, newtons.
+
+        What a force sensor of finite bandwidth reads: one-step reactions of
+        the penetration recovery (a node crossing a sharp ostium edge) average
+        out, sustained pressure does not. Resets the accumulator.
+        """
+        steps = max(self._facc_steps, 1)
+        mean = self._facc / steps if self._facc_steps else self._cforce.copy()
+        self._facc[:] = 0.0
+        self._facc_steps = 0
+        return mean
 
     # -- readouts --------------------------------------------------------------------
     @property

@@ -49,6 +49,3 @@ def default_case():
 
     return phantom_vessel_case("default")
 
-
-EXPERT_LOG = REPO / "scenarios" / "inputs" / "catheter-lcca-basic.expert.yaml"
-NOVICE_LOG = REPO / "scenarios" / "inputs" / "catheter-lcca-basic.novice.yaml"

@@ -361,7 +361,7 @@ def test_real_chest_ct_airway_gives_trachea_and_main_bronchi(shared_data):
     """Non-contrast chest CT (5 mm slices): trachea down to a carina, bronchi to both sides."""
     from surgsim.anatomy.segment import segment
     from surgsim.anatomy.surface import mesh_quality, surface_from_mask
-    from surgsim.dicom import load_series
+    from surgsim.dicom.load import load_series
 
     folder = shared_data / "dicom" / "chest-ct-lung-dx-a0001"
     if not folder.is_dir():

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 
 from surgsim.cli import main
+from surgsim.paths import SCENARIOS_DIR
 from surgsim.records.db import Records
 from surgsim.session.inputs import load_inputs
 from surgsim.session.session import Session, play, replay
 
-from .conftest import EXPERT_LOG, NOVICE_LOG
+EXPERT_LOG = SCENARIOS_DIR / "inputs" / "catheter-lcca-basic.expert.yaml"
+NOVICE_LOG = SCENARIOS_DIR / "inputs" / "catheter-lcca-basic.novice.yaml"
 
 
 @pytest.fixture(scope="module")

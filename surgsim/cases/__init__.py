@@ -1,17 +1,6 @@
-"""surgsim.cases: bundled cases (the digital phantom) and where they live on disk."""
+"""surgsim.cases: bundled cases (the digital phantom), where they live on disk,
+and building simulation-ready cases from volumes (``surgsim.cases.build``).
 
-from surgsim.cases.default import default_case_dicom_dir
-from surgsim.cases.phantom import (
-    VARIANTS,
-    PhantomTruth,
-    make_phantom_volume,
-    write_phantom_series,
-)
-
-__all__ = [
-    "VARIANTS",
-    "PhantomTruth",
-    "default_case_dicom_dir",
-    "make_phantom_volume",
-    "write_phantom_series",
-]
+Import from the submodules: ``surgsim.cases.phantom`` (generator),
+``surgsim.cases.default`` (the default series on disk), ``surgsim.cases.build``.
+"""

@@ -26,7 +26,6 @@ def run_app(args) -> int:
     from surgsim.cli import _scenario_path, load_case_for
     from surgsim.errors import SurgsimError
     from surgsim.gui.main_window import MainWindow
-    from surgsim.records.db import Records
     from surgsim.scenarios.load import load_scenario
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -50,17 +49,22 @@ def run_app(args) -> int:
         print(f"surgsim: error: {exc}", file=sys.stderr)
         return 2
 
-    records = None
-    try:
-        records = Records(args.db)
-    except SurgsimError as exc:
-        print(f"surgsim: warning: attempts will not be recorded: {exc}", file=sys.stderr)
-
-    window = MainWindow(scenario, case, trainee_id=args.trainee, records=records)
+    window = MainWindow(scenario, case, trainee_id=args.trainee, records=None)
     window.show()
     window.plotter.render()
     app.processEvents()
     first_frame = _process_age()
+
+    # The database is only needed when an attempt ends: open it after the first frame.
+    from surgsim.records.db import Records
+
+    records = None
+    try:
+        records = Records(args.db)
+        window.records = records
+    except SurgsimError as exc:
+        print(f"surgsim: warning: attempts will not be recorded: {exc}", file=sys.stderr)
+        window.statusBar().showMessage(f"attempts will not be recorded: {exc}")
 
     if args.report_startup:
         rss = psutil.Process().memory_info().rss

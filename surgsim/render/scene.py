@@ -50,7 +50,8 @@ class EndovascularScene:
         for target in session.targets:
             sphere = pv.Sphere(radius=target.tolerance, center=target.point)
             plotter.add_mesh(sphere, color=TARGET_COLOR, opacity=0.5, name=f"target-{target.id}")
-        self.device_radius = max(session.spec.outer_diameter / 2, 5e-4)
+        # drawn at least 1.2 mm thick so a 4-5 Fr device stays visible at arch scale
+        self.device_radius = max(session.spec.outer_diameter / 2, 1.2e-3)
         self._device = device_polyline(session.rod.state().positions)
         self.device_actor = plotter.add_mesh(
             self._device.tube(radius=self.device_radius, n_sides=10),
@@ -58,7 +59,8 @@ class EndovascularScene:
             smooth_shading=True,
             name="device",
         )
-        self._tip = pv.Sphere(radius=self.device_radius * 1.6, center=session.rod.state().tip_position)
+        self._tip_shape = pv.Sphere(radius=self.device_radius * 1.6, center=(0.0, 0.0, 0.0))
+        self._tip = self._tip_shape.translate(session.rod.state().tip_position)
         self.tip_actor = plotter.add_mesh(self._tip, color="white", name="tip")
         self.reset_camera()
 
@@ -76,8 +78,7 @@ class EndovascularScene:
         state = self.session.rod.state()
         tube = device_polyline(state.positions).tube(radius=self.device_radius, n_sides=10)
         self.device_actor.mapper.dataset.copy_from(tube)
-        self._tip.points = pv.Sphere(radius=self.device_radius * 1.6, center=state.tip_position).points
-        self.tip_actor.mapper.dataset.copy_from(self._tip)
+        self.tip_actor.mapper.dataset.points = self._tip_shape.points + state.tip_position
 
 
 def render_session_image(session, size: tuple[int, int] = (640, 480)) -> np.ndarray:

@@ -67,3 +67,31 @@ def test_view_is_not_blank(qtbot, window):
     window.plotter.render()
     image = np.asarray(window.plotter.screenshot(return_img=True))
     assert image.std() > 5, "the 3D view rendered a flat image"
+
+
+def test_fluoroscopy_pedal_contrast_and_carm(qtbot, window):
+    import numpy as np
+
+    qtbot.waitUntil(lambda: window.fluoro is not None, timeout=30000)
+    first = window.fluoro_view.frame
+    assert first is not None and first.std() > 5, "fluoroscopy image is blank"
+    target = window.plotter.interactor
+    qtbot.keyPress(target, Qt.Key.Key_E)  # LAO 5 degrees
+    assert window.session.imaging.lao > 0.08
+    qtbot.keyPress(target, Qt.Key.Key_Space)
+    qtbot.keyPress(target, Qt.Key.Key_C)  # contrast
+    qtbot.wait(600)
+    qtbot.keyRelease(target, Qt.Key.Key_Space)
+    imaging = window.session.imaging
+    assert imaging.fluoro_time > 0.2
+    assert imaging.contrast_ml > 0
+    assert not np.array_equal(window.fluoro_view.frame, first)
+    actions = {e.action for e in window.session.inputs}
+    assert {"pedal", "inject", "carm_lao"} <= actions
+    assert "fluoro" in window.hud.text()
+
+
+def test_v_hides_and_shows_the_3d_view(qtbot, window):
+    visible = window.plotter.interactor.isVisible()
+    qtbot.keyPress(window.plotter.interactor, Qt.Key.Key_V)
+    assert window.plotter.interactor.isVisible() != visible

@@ -103,6 +103,9 @@ def test_catalogue_entries_are_complete():
         "time_to_target_s",
         "smoothness_ldlj",
         "insertion_depth_max_m",
+        "fluoroscopy_time_s",
+        "contrast_ml",
+        "dose_gy_m2",
     }
     assert set(METRICS) == expected
     for name, m in METRICS.items():
@@ -386,3 +389,19 @@ def test_log_of_another_scenario_is_refused(scenario):
     log = make_log(times(1.0), scenario_id="other")
     with pytest.raises(ScenarioError, match="'other'"):
         score(log, scenario)
+
+
+def test_imaging_metrics_from_beam_and_contrast_channels():
+    from surgsim.scoring.log import SessionLog
+    from surgsim.scoring.metrics import compute_metrics
+
+    t = np.arange(0, 3.001, 0.01)
+    beam = ((t > 0.5) & (t <= 1.5)).astype(int)  # 1 s of beam-on
+    log = SessionLog("s", "h", 0, 1e-3, samples={
+        "t": t, "fluoro": beam, "contrast_ml": np.where(t > 2.0, 8.0, 0.0), "dose": t * 1e-4})
+    m = compute_metrics(log, names=["fluoroscopy_time_s", "contrast_ml", "dose_gy_m2"])
+    assert m["fluoroscopy_time_s"] == pytest.approx(1.0, abs=1e-9)
+    assert m["contrast_ml"] == 8.0
+    assert m["dose_gy_m2"] == pytest.approx(3e-4)
+    old = SessionLog("s", "h", 0, 1e-3, samples={"t": t})
+    assert np.isnan(compute_metrics(old, names=["fluoroscopy_time_s"])["fluoroscopy_time_s"])

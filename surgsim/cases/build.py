@@ -22,7 +22,7 @@ from surgsim.errors import AnatomyError
 from surgsim.paths import cache_dir
 
 #: Bump when the pipeline changes in a way that changes its output.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 
 Progress = Callable[[float, str], None]
 
@@ -48,6 +48,10 @@ class VesselCase:
         Unit vector pointing into the vessel at the access.
     report : dict
         Quality figures of the surface (watertight, manifold, triangles, volume).
+    volume : Volume or None
+        The (de-identified) CT the case was built from, for fluoroscopy.
+    lumen_mask : (nk, nj, ni) bool or None
+        The vessel segmentation on the volume's grid.
     """
 
     case_id: str
@@ -57,6 +61,8 @@ class VesselCase:
     access: np.ndarray
     access_direction: np.ndarray
     report: dict = field(default_factory=dict)
+    volume: Volume | None = None
+    lumen_mask: np.ndarray | None = None
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -134,6 +140,8 @@ def build_vessel_case(
         access=access,
         access_direction=direction,
         report=mesh_quality(mesh),
+        volume=volume,
+        lumen_mask=mask,
     )
 
 
@@ -163,6 +171,16 @@ def _save(case: VesselCase, folder: Path) -> None:
         "branches": branches,
         "build_version": BUILD_VERSION,
     }
+    if case.volume is not None and case.lumen_mask is not None:
+        np.save(folder / "volume.npy", np.asarray(case.volume.array))
+        np.save(folder / "lumen_mask.npy", np.packbits(np.asarray(case.lumen_mask, dtype=bool)))
+        meta["volume"] = {
+            "world_from_voxel": np.asarray(case.volume.world_from_voxel).tolist(),
+            "shape": list(case.volume.array.shape),
+            "modality": case.volume.modality,
+            "series_uid": case.volume.series_uid,
+            "description": case.volume.description,
+        }
     (folder / "case.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -184,6 +202,19 @@ def _load(folder: Path) -> VesselCase:
         )
         for label, b in meta["branches"].items()
     }
+    volume = lumen_mask = None
+    if "volume" in meta and (folder / "volume.npy").is_file():
+        v = meta["volume"]
+        volume = Volume(
+            array=np.load(folder / "volume.npy", mmap_mode="r"),  # read on demand
+            world_from_voxel=np.asarray(v["world_from_voxel"], dtype=float),
+            modality=v["modality"],
+            series_uid=v["series_uid"],
+            description=v["description"],
+        )
+        n = int(np.prod(v["shape"]))
+        packed = np.load(folder / "lumen_mask.npy")
+        lumen_mask = np.unpackbits(packed, count=n).astype(bool).reshape(v["shape"])
     return VesselCase(
         case_id=meta["case_id"],
         mesh=pv.read(folder / "lumen.vtp"),
@@ -192,6 +223,8 @@ def _load(folder: Path) -> VesselCase:
         access=np.asarray(meta["access"], dtype=float),
         access_direction=np.asarray(meta["access_direction"], dtype=float),
         report=meta["report"],
+        volume=volume,
+        lumen_mask=lumen_mask,
     )
 
 

@@ -3,7 +3,10 @@
 The window owns no simulation logic: a timer asks the session to advance by
 the wall time that passed, then syncs the scene and the HUD from its state.
 Keys (held): Up/W advance, Down/S retract, Left/A and Right/D rotate the hub,
-Shift for fine (slow) motion; Return finishes the attempt; F5 starts a new one.
+Shift for fine (slow) motion, Space the fluoroscopy pedal. Keys (pressed): C
+injects 5 ml of contrast, Q/E turn the C-arm 5 degrees RAO/LAO, R/F 5 degrees
+cranial/caudal, M toggles the roadmap, V shows or hides the 3D view; Return
+finishes the attempt; F5 starts a new one.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QPushButton,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -24,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 from pyvistaqt import QtInteractor
 
+from surgsim.gui.fluoro_view import FluoroView
 from surgsim.render.scene import EndovascularScene
 from surgsim.session.session import Session
 
@@ -31,6 +36,9 @@ from surgsim.session.session import Session
 ADVANCE_SPEED = 0.03  # m/s
 ROTATE_SPEED = 1.5  # rad/s
 FINE = 0.25
+#: Contrast per key press, ml; C-arm step per key press, radians.
+INJECT_ML = 5.0
+CARM_STEP = 0.0872664626  # 5 degrees
 
 KEYMAP = {
     Qt.Key.Key_Up: ("advance", +1),
@@ -85,8 +93,16 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
 
         self.plotter = QtInteractor(self)
-        self.setCentralWidget(self.plotter.interactor)
+        self.fluoro_view = FluoroView()
+        self.fluoro = None  # FluoroRenderer, built after the first frame
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self.plotter.interactor)
+        splitter.addWidget(self.fluoro_view)
+        splitter.setSizes([700, 500])
+        self.setCentralWidget(splitter)
         self._build_side_panel()
+        # assessment mode navigates by fluoroscopy alone, as in the angiosuite
+        self.plotter.interactor.setVisible(scenario.mode != "assessment")
 
         self._held: dict[str, int] = {}
         self._fine = False
@@ -99,6 +115,7 @@ class MainWindow(QMainWindow):
         self.installEventFilter(self._filter)
 
         self._last_tick = time.perf_counter()
+        QTimer.singleShot(0, self._build_fluoro)
         self.timer = QTimer(self)
         self.timer.setInterval(16)
         self.timer.timeout.connect(self.tick)
@@ -123,7 +140,10 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.hud)
 
         help_text = QLabel(
-            "Up/Down: advance/retract  Left/Right: rotate\nShift: fine  Return: finish  F5: new attempt"
+            "Up/Down: advance/retract  Left/Right: rotate  Shift: fine\n"
+            "Space (hold): fluoroscopy  C: inject 5 ml  M: roadmap\n"
+            "Q/E: C-arm RAO/LAO  R/F: cranial/caudal  V: 3D view\n"
+            "Return: finish  F5: new attempt"
         )
         help_text.setWordWrap(True)
         layout.addWidget(help_text)
@@ -152,6 +172,28 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
+    def _build_fluoro(self) -> None:
+        """Build the fluoroscopy renderer (needs the case's CT) and show a first image."""
+        if self.fluoro is not None:
+            return
+        if self.case.volume is None or self.case.lumen_mask is None:
+            self.fluoro_view.setText("Fluoroscopy unavailable: this case has no CT volume")
+            return
+        from surgsim.render.fluoro import FluoroRenderer
+
+        self.fluoro = FluoroRenderer(self.case.volume, self.case.lumen_mask, self.case.centerlines)
+        self._render_fluoro(force=True)
+
+    def _render_fluoro(self, force: bool = False) -> None:
+        if self.fluoro is None:
+            return
+        imaging = self.session.imaging
+        if force or imaging.live:
+            from surgsim.render.fluoro import device_from_rod
+
+            frame = self.fluoro.frame([device_from_rod(self.session.rod, self.session.spec)], imaging)
+            self.fluoro_view.show_frame(frame)
+
     # ------------------------------------------------------------------ attempts
     def new_attempt(self) -> None:
         """Start a fresh attempt on the same scenario and case."""
@@ -167,6 +209,7 @@ class MainWindow(QMainWindow):
         self._last_tick = time.perf_counter()
         self._update_hud()
         self.plotter.render()
+        self._render_fluoro(force=True)
 
     def finish_attempt(self) -> None:
         """End the attempt, score it, record it and show the debrief."""
@@ -204,6 +247,12 @@ class MainWindow(QMainWindow):
             self._fine = press
             self._send_commands()
             return True
+        if key == Qt.Key.Key_Space:
+            if not event.isAutoRepeat():
+                self._apply("pedal", 1.0 if press else 0.0)
+            return True
+        if press and not event.isAutoRepeat() and self._handle_press(key):
+            return True
         if key in KEYMAP:
             if event.isAutoRepeat():
                 return True
@@ -221,6 +270,29 @@ class MainWindow(QMainWindow):
             self.new_attempt()
             return True
         return False
+
+    def _apply(self, action: str, value: float = 0.0) -> None:
+        if self.session is not None and not self.session.finished:
+            self.session.apply(action, value)
+
+    def _handle_press(self, key) -> bool:
+        """One-shot keys: contrast, C-arm, roadmap, 3D view."""
+        imaging = self.session.imaging if self.session else None
+        if imaging is None:
+            return False
+        if key == Qt.Key.Key_C:
+            self._apply("inject", INJECT_ML)
+        elif key in (Qt.Key.Key_Q, Qt.Key.Key_E):
+            self._apply("carm_lao", imaging.lao + (CARM_STEP if key == Qt.Key.Key_E else -CARM_STEP))
+        elif key in (Qt.Key.Key_R, Qt.Key.Key_F):
+            self._apply("carm_cran", imaging.cran + (CARM_STEP if key == Qt.Key.Key_R else -CARM_STEP))
+        elif key == Qt.Key.Key_M:
+            self._apply("roadmap", 0.0 if imaging.roadmap_enabled else 1.0)
+        elif key == Qt.Key.Key_V:
+            self.plotter.interactor.setVisible(not self.plotter.interactor.isVisible())
+        else:
+            return False
+        return True
 
     def _send_commands(self) -> None:
         s = self.session
@@ -245,8 +317,10 @@ class MainWindow(QMainWindow):
             return
         if not s.finished:
             s.advance_time(elapsed)
-            self.scene.sync()
-            self.plotter.render()
+            if self.plotter.interactor.isVisible():
+                self.scene.sync()
+                self.plotter.render()
+            self._render_fluoro()
             if s.finished and self.last_result is None:
                 self._show_result()
         self._update_hud()
@@ -256,11 +330,18 @@ class MainWindow(QMainWindow):
         state = s.rod.state()
         force = float(state.contact_force.max()) if state.contact_force.size else 0.0
         reached = ", ".join(sorted(s.reached)) or "-"
+        img = s.imaging.hud()
+        beam = "ON" if s.imaging.live else "off"
         self.hud.setText(
             f"time      {s.time:7.1f} s\n"
+            f"device    {s.spec.name}\n"
             f"depth     {state.depth * 1000:7.1f} mm\n"
             f"rotation  {state.hub_angle * 57.29578:7.0f} deg\n"
-            f"wall force{force:7.2f} N\n"
+            f"tip force {force:7.2f} N  {'#' * min(int(force / 0.25), 20)}\n"
+            f"X-ray     {beam:>7}\n"
+            f"fluoro    {img['fluoro_time_s']:7.1f} s\n"
+            f"contrast  {img['contrast_ml']:7.1f} ml\n"
+            f"C-arm     {img['lao_deg']:+4.0f} LAO {img['cran_deg']:+4.0f} CRA\n"
             f"target    {reached}"
         )
 

@@ -24,6 +24,9 @@ SAMPLE_CHANNELS: dict[str, str] = {
     "wall_force": "(m,) float, newtons: largest normal wall force on any node",
     "tip_force": "(m,) float, newtons: normal wall force on the distal tip node",
     "contacts": "(m,) int: number of nodes in wall contact",
+    "fluoro": "(m,) int: 1 while the X-ray beam is on (fluoroscopy pedal or cine)",
+    "contrast_ml": "(m,) float, millilitres: contrast injected so far",
+    "dose": "(m,) float, Gy m^2: dose-area product so far",
 }
 
 

@@ -323,6 +323,34 @@ def insertion_depth_max_m(log: SessionLog, params: Mapping[str, Any]) -> float:
     return float(np.max(d)) if d.size else 0.0
 
 
+def fluoroscopy_time_s(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Beam-on time (fluoroscopy pedal or cine), seconds: each sample's beam state over
+    the interval that ends at it (the imaging state advances in whole sample intervals)."""
+    if "fluoro" not in log.samples:
+        return float("nan")  # a log recorded without imaging
+    t = _t(log)
+    beam = _channel(log, "fluoro")
+    if t.size < 2:
+        return 0.0
+    return float(np.sum((beam[1:] > 0.5) * np.diff(t)))
+
+
+def contrast_ml(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Contrast injected during the attempt, millilitres."""
+    if "contrast_ml" not in log.samples:
+        return float("nan")
+    c = _channel(log, "contrast_ml")
+    return float(c[-1] - c[0]) if c.size else 0.0
+
+
+def dose_gy_m2(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Dose-area product of the attempt (fluoroscopy and cine), Gy m^2."""
+    if "dose" not in log.samples:
+        return float("nan")
+    d = _channel(log, "dose")
+    return float(d[-1] - d[0]) if d.size else 0.0
+
+
 def _def(
     fn: Callable[[SessionLog, Mapping[str, Any]], float],
     unit: str,
@@ -368,6 +396,9 @@ METRICS: dict[str, MetricDef] = {
             kind="boolean",
         ),
         _def(time_to_target_s, "s", False, "Time from the first sample to reaching the target(s)."),
+        _def(fluoroscopy_time_s, "s", False, "Sum of beam-on time (pedal or cine)."),
+        _def(contrast_ml, "ml", False, "Contrast volume injected (report it; it seldom separates skill)."),
+        _def(dose_gy_m2, "Gy m^2", False, "Dose-area product of fluoroscopy and cine."),
         _def(
             smoothness_ldlj,
             "1",

@@ -23,12 +23,24 @@ RECORD_EVERY = 10
 #: with 0.5 m/s node speeds after the hand stopped; 0.1 settles within ~50 ms.
 DAMPING = 0.1
 
-#: Actions a trainee can send, with their unit and limits (|value| <= limit).
-ACTIONS: dict[str, tuple[str, float]] = {
-    "advance": ("m/s", 0.1),  # insertion speed of the hub
-    "rotate": ("rad/s", 2 * np.pi),  # hub rotation speed
-    "finish": ("", 0.0),  # end the attempt
+#: Actions a trainee can send: (unit, lowest, highest value); values are clipped.
+ACTIONS: dict[str, tuple[str, float, float]] = {
+    "advance": ("m/s", -0.1, 0.1),  # insertion speed of the hub
+    "rotate": ("rad/s", -2 * np.pi, 2 * np.pi),  # hub rotation speed
+    "pedal": ("on/off", 0.0, 1.0),  # live fluoroscopy while 1
+    "cine": ("on/off", 0.0, 1.0),  # cine acquisition while 1
+    "inject": ("ml", 0.0, 20.0),  # hand injection of contrast from the tip
+    "carm_lao": ("rad", -np.pi / 2, np.pi / 2),  # C-arm LAO (+) / RAO (-)
+    "carm_cran": ("rad", -np.pi / 4, np.pi / 4),  # C-arm cranial (+) / caudal (-)
+    "roadmap": ("on/off", 0.0, 1.0),  # show the last contrast image as an overlay
+    "finish": ("", 0.0, 0.0),  # end the attempt
 }
+#: Hand injection rate, ml/s.
+INJECT_RATE_ML_S = 4.0
+
+
+SAMPLE_KEYS = ("t", "tip", "depth", "rotation", "wall_force", "tip_force", "contacts",
+               "fluoro", "contrast_ml", "dose")
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,7 @@ class Session:
     def __init__(self, scenario, case, seed: int | None = None):
         from surgsim.instruments.catheter import CATALOGUE
         from surgsim.physics.rod import RodSolver
+        from surgsim.session.imaging import Imaging
 
         self.scenario = scenario
         self.case = case
@@ -86,14 +99,14 @@ class Session:
         rotation = scenario.start.hub_rotation
         if rotation:
             self.rod.step(0.0, rotation)
+        self.imaging = Imaging(case.centerlines)
         self.targets = [self._resolve_target(t) for t in scenario.targets]
         self.reference_path_length = self._reference_length()
         self.step_index = 0
         self.commands: dict[str, float] = {"advance": 0.0, "rotate": 0.0}
         self.inputs: list[InputEvent] = []
         self.events: list[Event] = []
-        self._samples: dict[str, list] = {k: [] for k in ("t", "tip", "depth", "rotation",
-                                                          "wall_force", "tip_force", "contacts")}
+        self._samples: dict[str, list] = {k: [] for k in SAMPLE_KEYS}
         self._inside_since: dict[str, float | None] = {t.id: None for t in self.targets}
         self.reached: set[str] = set()
         self._perforated = False
@@ -137,13 +150,26 @@ class Session:
             return
         if action not in ACTIONS:
             raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-        limit = ACTIONS[action][1]
-        value = float(np.clip(value, -limit, limit)) if limit else 0.0
+        _, lo, hi = ACTIONS[action]
+        value = float(np.clip(value, lo, hi))
         self.inputs.append(InputEvent(self.step_index, action, value))
+        imaging = self.imaging
         if action == "finish":
             self._finish("trainee")
-        else:
+        elif action in ("advance", "rotate"):
             self.commands[action] = value
+        elif action == "pedal":
+            imaging.set_pedal(value >= 0.5)
+        elif action == "cine":
+            imaging.set_cine(value >= 0.5)
+        elif action == "roadmap":
+            imaging.set_roadmap(value >= 0.5)
+        elif action == "carm_lao":
+            imaging.set_carm(value, imaging.cran)
+        elif action == "carm_cran":
+            imaging.set_carm(imaging.lao, value)
+        elif action == "inject" and value > 0:
+            imaging.inject(value, INJECT_RATE_ML_S, self.rod.state().tip_position)
 
     # ------------------------------------------------------------------ stepping
     def step(self, n_steps: int = 1) -> None:
@@ -159,6 +185,9 @@ class Session:
             self.step_index += chunk
             n_steps -= chunk
             if self.step_index % RECORD_EVERY == 0:
+                # imaging advances in whole record intervals: the same floating-point
+                # sums whatever chunks the caller asked for (replay is bit-exact)
+                self.imaging.step(RECORD_EVERY * self.dt)
                 self._record()
                 self._check_events()
 
@@ -179,6 +208,9 @@ class Session:
         self._samples["wall_force"].append(float(force.max()) if force.size else 0.0)
         self._samples["tip_force"].append(float(force[-1]) if force.size else 0.0)
         self._samples["contacts"].append(int(np.count_nonzero(s.in_contact)))
+        self._samples["fluoro"].append(1 if self.imaging.live else 0)
+        self._samples["contrast_ml"].append(float(self.imaging.contrast_ml))
+        self._samples["dose"].append(float(self.imaging.dose))
 
     def _check_events(self) -> None:
         t = self.time
@@ -221,7 +253,11 @@ class Session:
             "wall_force": np.asarray(s["wall_force"], float),
             "tip_force": np.asarray(s["tip_force"], float),
             "contacts": np.asarray(s["contacts"], int),
+            "fluoro": np.asarray(s["fluoro"], int),
+            "contrast_ml": np.asarray(s["contrast_ml"], float),
+            "dose": np.asarray(s["dose"], float),
         }
+        events = sorted(self.events + list(self.imaging.events), key=lambda e: e.t)
         return SessionLog(
             scenario_id=self.scenario.id,
             scenario_hash=self.scenario.content_hash(),
@@ -229,7 +265,7 @@ class Session:
             dt=self.dt,
             inputs=list(self.inputs),
             samples=samples,
-            events=list(self.events),
+            events=events,
             reference_path_length=self.reference_path_length,
         )
 

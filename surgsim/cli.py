@@ -89,27 +89,89 @@ def _parse_point(text: str | None):
 
 
 def cmd_anatomy_build(args: argparse.Namespace) -> int:
-    from surgsim.anatomy.segment import segment
-    from surgsim.anatomy.surface import mesh_quality, surface_from_mask
-    from surgsim.dicom.load import load_series
+    import os
 
-    root = Path(args.dir) if args.dir else _default_dicom_dir()
-    show = _progress_printer(args.quiet)
-    show(0.0, f"reading {root}")
-    volume = load_series(root, series_key=args.series)
-    show(0.3, f"segmenting ({args.preset})")
-    mask = segment(volume, args.preset, seed=_parse_point(args.seed))
-    show(0.6, "extracting the surface")
-    mesh = surface_from_mask(mask, volume.world_from_voxel, target_triangles=args.triangles)
+    from surgsim.anatomy.io import LABELMAP_SUFFIXES, SURFACE_SUFFIXES, _suffix
+    from surgsim.anatomy.pipeline import build_anatomy
+    from surgsim.anatomy.report import format_report
+
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    mesh.save(out)
-    report = mesh_quality(mesh)
-    show(1.0, f"wrote {out}")
-    if args.report:
-        Path(args.report).write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    if _suffix(out) not in SURFACE_SUFFIXES:
+        raise SurgsimError(f"-o {out}: unknown surface format; use one of {', '.join(SURFACE_SUFFIXES)}")
+    if args.save_labelmap and _suffix(Path(args.save_labelmap)) not in LABELMAP_SUFFIXES:
+        raise SurgsimError(f"--save-labelmap {args.save_labelmap}: use .nrrd, .nii or .nii.gz")
+    label = None
+    if args.label:
+        label = [int(v) if v.strip().lstrip("-").isdigit() else v.strip() for v in args.label.split(",")]
+    if args.dir:
+        source = Path(args.dir)
+    elif args.labelmap:
+        source = None
+    else:
+        source = _default_dicom_dir()
+    bar = _progress_bar(args.quiet)
+    try:
+        result = build_anatomy(
+            source, args.preset, series_key=args.series, seed=_parse_point(args.seed),
+            labelmap=args.labelmap, label=label, target_triangles=args.triangles,
+            use_cache=not args.no_cache, progress=bar,
+        )
+        bar(1.0, "done", final=True)
+        from surgsim.anatomy.io import write_labelmap, write_surface
+
+        write_surface(result.mesh, out, units=args.units)
+        if args.save_labelmap and result.mask is not None:
+            write_labelmap(result.mask, result.world_from_voxel, args.save_labelmap,
+                           names={1: result.preset})
+        if args.report:
+            rpath = Path(args.report)
+            rpath.parent.mkdir(parents=True, exist_ok=True)
+            rpath.write_text(json.dumps(result.report, indent=2, allow_nan=False))
+    except SurgsimError:
+        bar(1.0, "failed", final=True)
+        raise
+    except OSError as exc:
+        bar(1.0, "failed", final=True)
+        raise SurgsimError(f"{exc.filename or 'output'}: {exc.strerror or exc}") from None
+    except Exception as exc:  # never a traceback from the command line
+        bar(1.0, "failed", final=True)
+        if os.environ.get("SURGSIM_DEBUG"):
+            raise
+        raise SurgsimError(
+            f"anatomy build failed unexpectedly ({type(exc).__name__}: {exc}); "
+            "set SURGSIM_DEBUG=1 for the traceback and report it"
+        ) from None
+    if not args.quiet:
+        print(format_report(result.report), file=sys.stderr)
+        print(f"wrote {out}" + (" (from the cache)" if result.from_cache else ""), file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.report, indent=2, allow_nan=False))
     return 0
+
+
+def _progress_bar(quiet: bool = False, width: int = 30):
+    """Progress callback drawing a one-line bar on stderr (redrawn in place on a terminal)."""
+    tty = sys.stderr.isatty()
+    state = {"last": -1.0, "open": False}
+
+    def show(fraction: float, message: str, final: bool = False) -> None:
+        if quiet:
+            return
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if not tty and not final and fraction - state["last"] < 0.05 and state["last"] >= 0:
+            return
+        state["last"] = fraction
+        filled = int(round(fraction * width))
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {fraction * 100:5.1f} % {message}"
+        if tty:
+            end = "\n" if final else ""
+            sys.stderr.write("\r\033[K" + line[:120] + end)
+            state["open"] = not final
+        elif not final or state["open"]:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    return show
 
 
 def cmd_scenario_validate(args: argparse.Namespace) -> int:
@@ -189,18 +251,172 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signed_in(args: argparse.Namespace, records):
+    """The AccessContext of --user/--password (or SURGSIM_USER/SURGSIM_PASSWORD).
+
+    None (the station itself) only while the database has no accounts at all.
+    """
+    import os
+
+    user = getattr(args, "user", None) or os.environ.get("SURGSIM_USER")
+    password = getattr(args, "password", None) or os.environ.get("SURGSIM_PASSWORD")
+    if user:
+        if password is None and sys.stdin.isatty():
+            import getpass
+
+            password = getpass.getpass(f"password for {user}: ")
+        return records.login(user, password or "")
+    if records.has_accounts():
+        raise SurgsimError(
+            f"the database {records.masked_url} has accounts: sign in with --user NAME "
+            "--password PASSWORD (or set SURGSIM_USER and SURGSIM_PASSWORD)"
+        )
+    return None
+
+
 def cmd_records_list(args: argparse.Namespace) -> int:
     from surgsim.records.db import Records
 
     records = Records(args.db)
     try:
-        rows = records.list_attempts(args.trainee)
+        access = _signed_in(args, records)
+        rows = records.list_attempts(args.trainee, access=access)
     finally:
         records.close()
     for r in rows:
-        print(f"{r.id}  {r.trainee_id:<12} {r.scenario_id:<24} {r.status:<11} score {r.score:6.2f}"
+        score = "   n/a" if r.score is None else f"{r.score:6.2f}"
+        print(f"{r.id}  {r.trainee_id:<12} {r.scenario_id:<24} {r.status:<11} score {score}"
               f"  {'pass' if r.passed else 'fail'}")
     print(f"{len(rows)} attempt(s)")
+    return 0
+
+
+def cmd_records_export(args: argparse.Namespace) -> int:
+    import os
+
+    from surgsim.records.db import Records
+
+    records = Records(args.db)
+    try:
+        access = _signed_in(args, records)
+        fmt = args.format
+        if fmt == "csv":
+            from surgsim.records.export import write_csv
+
+            if not args.output:
+                raise SurgsimError("--format csv needs -o FOLDER (attempts.csv and metrics.csv go there)")
+            for path in write_csv(records, args.output, access=access, trainee_id=args.trainee):
+                print(f"wrote {path}")
+        elif fmt == "json":
+            from surgsim.records.export import attempt_bundle, write_bundle
+
+            if not args.attempt:
+                raise SurgsimError("--format json exports one attempt: give --attempt ID")
+            if args.output:
+                print(f"wrote {write_bundle(records, args.attempt, args.output, access=access)}")
+            else:
+                print(json.dumps(attempt_bundle(records, args.attempt, access=access)))
+        elif fmt == "xapi":
+            return _export_xapi(args, records, access, os.environ)
+        elif fmt == "report":
+            from surgsim.records.report import cohort_report, trainee_report
+
+            if not args.output:
+                raise SurgsimError("--format report needs -o REPORT.html")
+            if bool(args.trainee) == bool(args.cohort):
+                raise SurgsimError("--format report needs either --trainee ID or --cohort ID")
+            if args.trainee:
+                out = trainee_report(records, args.trainee, args.output, pdf_path=args.pdf,
+                                     access=access)
+            else:
+                out = cohort_report(records, args.cohort, args.output, pdf_path=args.pdf,
+                                    access=access)
+            print(f"wrote {out['html']}" + (f" and {out['pdf']}" if out["pdf"] else ""))
+    finally:
+        records.close()
+    return 0
+
+
+def _export_xapi(args: argparse.Namespace, records, access, env) -> int:
+    from surgsim.records.xapi import LRSClient, statements_for_attempt
+
+    home = args.home_page or env.get("SURGSIM_XAPI_HOME_PAGE") or "https://surgsim.org/lab"
+    ids = [args.attempt] if args.attempt else [a.id for a in records.list_attempts(args.trainee, access=access)]
+    statements = []
+    for aid in ids:
+        statements += statements_for_attempt(records.get_attempt(aid, access=access), home_page=home)
+    lrs = args.lrs or env.get("SURGSIM_LRS_URL")
+    if not lrs:
+        text = json.dumps(statements, indent=1)
+        if args.output:
+            Path(args.output).write_text(text)
+            print(f"wrote {len(statements)} statement(s) to {args.output}")
+        else:
+            print(text)
+        return 0
+    from surgsim.records.queue import StatementQueue
+
+    client = LRSClient(lrs, args.lrs_user or env.get("SURGSIM_LRS_USER", ""),
+                       args.lrs_password or env.get("SURGSIM_LRS_PASSWORD", ""))
+    with StatementQueue(args.queue) as queue:
+        added = queue.enqueue(client.endpoint, statements)
+        report = queue.drain(client, ignore_backoff=True)
+    print(f"queued {added} new statement(s); sent {report.sent}; {report.pending} waiting")
+    if report.error:
+        kind = "unreachable" if "cannot be reached" in report.error else "refused them"
+        print(f"surgsim: learning record store {kind}: {report.error}; the {report.pending} "
+              "statement(s) stay in the queue and go out with the next export", file=sys.stderr)
+        return 3
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    import os
+
+    from surgsim.records.db import Records
+
+    records = Records(args.db)
+    try:
+        if records.has_accounts():
+            access = _signed_in(args, records)
+        else:
+            access = None
+            if args.role != "admin":
+                raise SurgsimError("the first account of a database must be an admin: --role admin")
+        password = args.new_password or os.environ.get("SURGSIM_NEW_PASSWORD")
+        if password is None:
+            if not sys.stdin.isatty():
+                raise SurgsimError("give the new account's password with --new-password or "
+                                   "SURGSIM_NEW_PASSWORD")
+            import getpass
+
+            password = getpass.getpass(f"new password for {args.username}: ")
+            if getpass.getpass("again: ") != password:
+                raise SurgsimError("the two passwords differ; nothing was changed")
+        pid = records.add_user(args.username, password, args.role, display_name=args.display_name,
+                               person_id=args.person_id, cohorts=args.cohort or (), access=access)
+    finally:
+        records.close()
+    print(f"account {args.username}: {args.role} {pid}")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from surgsim.records.db import Records
+
+    records = Records(args.db)
+    try:
+        access = _signed_in(args, records)
+        users = records.list_users(access=access)
+    finally:
+        records.close()
+    if args.json:
+        print(json.dumps(users, indent=2))
+        return 0
+    for u in users:
+        print(f"{u['id']:<16} {u['username'] or '-':<16} {u['role']:<9} "
+              f"{u['display_name'] or '':<24} {', '.join(u['cohorts'])}")
+    print(f"{len(users)} person(s)")
     return 0
 
 
@@ -222,6 +438,10 @@ def cmd_physiology_desaturation(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if getattr(args, "which", "all") == "anatomy":
+        from surgsim.bench_anatomy import run_bench_anatomy
+
+        return run_bench_anatomy(args)
     from surgsim.bench import run_bench
 
     return run_bench(args)
@@ -245,15 +465,23 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_dicom_info)
 
     anatomy = sub.add_parser("anatomy", help="anatomy from DICOM").add_subparsers(dest="anatomy_command", required=True)
-    build = anatomy.add_parser("build", help="segment a series and write a surface mesh")
-    build.add_argument("dir", nargs="?", help="DICOM folder (default: the bundled phantom)")
+    build = anatomy.add_parser("build", help="segment a series (or import a label map or surface) and write a surface mesh")
+    build.add_argument("dir", nargs="?", help="DICOM folder, or a surface file (.stl, .obj, .vtp...) to import "
+                       "(default: the bundled phantom)")
     build.add_argument("--preset", default="vessels", choices=["vessels", "airway", "bone", "skin"])
-    build.add_argument("-o", "--output", required=True, help="surface file (.vtp, .stl, .ply, .obj)")
+    build.add_argument("-o", "--output", required=True, help="surface file (.stl, .obj, .ply, .vtp, .vtk, .glb)")
+    build.add_argument("--labelmap", help="use this label map (.nrrd, .nii, .nii.gz) instead of segmenting")
+    build.add_argument("--label", help="label values or names to take from --labelmap, comma separated "
+                       "(default: every non-zero voxel)")
+    build.add_argument("--save-labelmap", help="also write the label map (.nrrd, .nii, .nii.gz) for 3D Slicer")
     build.add_argument("--series", help="series key from `surgsim dicom info` when the folder holds several")
     build.add_argument("--seed", help="a point inside the structure, x,y,z in mm (LPS)")
     build.add_argument("--triangles", type=int, default=100_000, help="triangle budget")
+    build.add_argument("--units", default="m", choices=["m", "mm"], help="unit of the surface file (3D Slicer: mm)")
     build.add_argument("--report", help="write the quality report (JSON) here")
-    build.add_argument("--quiet", action="store_true")
+    build.add_argument("--json", action="store_true", help="print the quality report as JSON on stdout")
+    build.add_argument("--no-cache", action="store_true", help="neither read nor write the anatomy cache")
+    build.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     build.set_defaults(func=cmd_anatomy_build)
 
     scenario = sub.add_parser("scenario", help="scenario files").add_subparsers(dest="scenario_command", required=True)
@@ -280,7 +508,40 @@ def build_parser() -> argparse.ArgumentParser:
     rlist = records.add_parser("list", help="list attempts")
     rlist.add_argument("--trainee")
     rlist.add_argument("--db")
+    _add_sign_in(rlist)
     rlist.set_defaults(func=cmd_records_list)
+    rexp = records.add_parser("export", help="export attempts: csv, json bundle, xAPI, report")
+    rexp.add_argument("--format", required=True, choices=["csv", "json", "xapi", "report"])
+    rexp.add_argument("-o", "--output", help="folder (csv), file (json, xapi, report .html)")
+    rexp.add_argument("--attempt", help="one attempt id (json: required)")
+    rexp.add_argument("--trainee", help="opaque trainee id")
+    rexp.add_argument("--cohort", help="cohort id (report)")
+    rexp.add_argument("--pdf", help="report: also write this PDF")
+    rexp.add_argument("--home-page", help="xapi: the lab's IRI for accounts (SURGSIM_XAPI_HOME_PAGE)")
+    rexp.add_argument("--lrs", help="xapi: send to this LRS endpoint (SURGSIM_LRS_URL)")
+    rexp.add_argument("--lrs-user", help="xapi: LRS key (SURGSIM_LRS_USER)")
+    rexp.add_argument("--lrs-password", help="xapi: LRS secret (SURGSIM_LRS_PASSWORD)")
+    rexp.add_argument("--queue", help="xapi: statement queue file (default: in the data folder)")
+    rexp.add_argument("--db")
+    _add_sign_in(rexp)
+    rexp.set_defaults(func=cmd_records_export)
+
+    users = sub.add_parser("users", help="local accounts").add_subparsers(dest="users_command", required=True)
+    uadd = users.add_parser("add", help="add an account (admins; the first one needs no sign-in)")
+    uadd.add_argument("username")
+    uadd.add_argument("--role", default="trainee", choices=["trainee", "educator", "admin"])
+    uadd.add_argument("--display-name", help="shown in the lab only, never exported")
+    uadd.add_argument("--person-id", help="opaque id of an existing person (default: a new one)")
+    uadd.add_argument("--cohort", action="append", help="cohort to join (repeatable)")
+    uadd.add_argument("--new-password", help="the account's password (or SURGSIM_NEW_PASSWORD)")
+    uadd.add_argument("--db")
+    _add_sign_in(uadd)
+    uadd.set_defaults(func=cmd_users_add)
+    ulist = users.add_parser("list", help="list people and accounts")
+    ulist.add_argument("--json", action="store_true")
+    ulist.add_argument("--db")
+    _add_sign_in(ulist)
+    ulist.set_defaults(func=cmd_users_list)
 
     phys = sub.add_parser("physiology", help="patient physiology models").add_subparsers(
         dest="physiology_command", required=True)
@@ -293,11 +554,18 @@ def build_parser() -> argparse.ArgumentParser:
     desat.set_defaults(func=cmd_physiology_desaturation)
 
     bench = sub.add_parser("bench", help="measure start-up, memory and simulation speed")
+    bench.add_argument("which", nargs="?", default="all", choices=["all", "session", "anatomy"],
+                       help="which benchmark: the session and start-up (all, session) or DICOM to mesh (anatomy)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--seconds", type=float, default=5.0, help="simulated seconds of the session benchmark")
     bench.add_argument("--no-gui", action="store_true", help="skip the window start-up measurement")
     bench.set_defaults(func=cmd_bench)
     return parser
+
+
+def _add_sign_in(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--user", help="sign in as this account (or SURGSIM_USER)")
+    p.add_argument("--password", help="its password (or SURGSIM_PASSWORD)")
 
 
 def add_app_arguments(p: argparse.ArgumentParser) -> None:
@@ -320,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"app", "dicom", "anatomy", "scenario", "run", "replay", "records", "physiology",
-                "bench"}
+                "bench", "users"}
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["app", *argv]  # `surgsim` alone (or with app options) opens the window
     args = parser.parse_args(argv)

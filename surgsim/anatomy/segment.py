@@ -163,6 +163,8 @@ def _circular_blob(mask2d: np.ndarray, pixel_area: float) -> tuple[bool, float]:
 
 def _segment_vessels(volume: Volume, s: np.ndarray, seed: np.ndarray | None) -> np.ndarray:
     lo, hi = VESSEL_HU
+    if seed is not None:
+        lo = _seeded_lower_threshold(volume, s, seed, lo)
     cand = (s >= lo) & (s <= hi)
     if seed is None:
         cand &= body_mask(volume, s)  # the CT table and outside objects are not vessels
@@ -199,6 +201,7 @@ def _segment_vessels(volume: Volume, s: np.ndarray, seed: np.ndarray | None) -> 
                 "contrast-filled lumen of the aorta"
             )
         comp = labels == lab
+        comp = _cut_bone_leak(comp, s, (k, j, i), sp)
     else:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
@@ -237,6 +240,70 @@ def _segment_vessels(volume: Volume, s: np.ndarray, seed: np.ndarray | None) -> 
             )
         comp = labels == lab
     return _fill_holes_cropped(_refine_boundary(comp, s))
+
+
+#: Lowest lower threshold a faint (portal-venous) lumen may lower the vessel band to (HU).
+MIN_SEEDED_LO_HU = 100.0
+#: Radius of the opening that cuts a lumen from bone it touches (metres, at most).
+BONE_CUT_RADIUS = 4e-3
+
+
+def _seeded_lower_threshold(volume: Volume, s: np.ndarray, seed: np.ndarray, lo: float) -> float:
+    """Lower the vessel band for a faintly enhanced lumen around a user seed.
+
+    The lumen level is the median HU within 3 mm of the seed (voxels above 50 HU);
+    the band starts half-way between it and 100 HU (upper soft tissue), never
+    above :data:`VESSEL_HU` nor below :data:`MIN_SEEDED_LO_HU`. A bright lumen
+    (CT angiography, above 200 HU) keeps the standard band.
+    """
+    k, j, i = _world_to_index(volume, seed)
+    if not (0 <= k < s.shape[0] and 0 <= j < s.shape[1] and 0 <= i < s.shape[2]):
+        return lo
+    sp = array_spacing(volume.world_from_voxel)
+    r = np.maximum(np.ceil(3e-3 / sp).astype(int), 1)
+    sl = tuple(slice(max(0, c - n), c + n + 1) for c, n in zip((k, j, i), r, strict=True))
+    vals = s[sl]
+    vals = vals[(vals > 50.0) & (vals < VESSEL_HU[1])]
+    if vals.size < 5:
+        return lo
+    lumen = float(np.median(vals))
+    return float(min(lo, max(MIN_SEEDED_LO_HU, 0.5 * (lumen + 100.0))))
+
+
+def _cut_bone_leak(comp: np.ndarray, s: np.ndarray, seed_kji: tuple[int, int, int], sp: np.ndarray) -> np.ndarray:
+    """Separate a seeded lumen from bone it touches (a calcified aorta on a vertebra).
+
+    When more than 2 % of the component lies next to cortical bone, the lumen
+    is opened by reconstruction: the part deeper than ``r`` (at most 4 mm, and
+    at most 60 % of the seed's depth) connected to the seed, grown back by
+    ``r`` inside the component. Necks thinner than ``2 r`` (the bridge to the
+    bone) are cut; vessels thinner than that are lost too, which is why this
+    runs only when bone is touched.
+    """
+    sl = ndimage.find_objects(comp.astype(np.uint8))[0]
+    sl = tuple(slice(max(0, x.start - 2), min(n, x.stop + 2)) for x, n in zip(sl, comp.shape, strict=True))
+    c = comp[sl]
+    cortex = ndimage.binary_dilation(s[sl] > CORTEX_HU, iterations=2)
+    if (c & cortex).sum() <= 0.02 * c.sum():
+        return comp
+    local = tuple(x - b.start for x, b in zip(seed_kji, sl, strict=True))
+    depth = ndimage.distance_transform_edt(c, sampling=sp)
+    seed_depth = float(depth[local]) if c[local] else float(depth.max())
+    r = min(BONE_CUT_RADIUS, 0.6 * seed_depth)
+    if r < 1.5 * float(sp.max()):
+        return comp  # too thin to open without losing the lumen
+    core = depth > r
+    labels, n = ndimage.label(core)
+    if n == 0:
+        return comp
+    lab = int(labels[local]) if labels[local] else 0
+    if lab == 0:  # seed near the wall: take the core component nearest to it
+        idx = np.argwhere(core)
+        lab = int(labels[tuple(idx[np.argmin(np.linalg.norm((idx - np.asarray(local)) * sp, axis=1))])])
+    grown = (ndimage.distance_transform_edt(labels != lab, sampling=sp) <= r + 0.5 * float(sp.min())) & c
+    out = np.zeros_like(comp)
+    out[sl] = grown
+    return out
 
 
 def _refine_boundary(comp: np.ndarray, s: np.ndarray) -> np.ndarray:

@@ -1,0 +1,1 @@
+"""Alembic migrations of the attempt database (run by :class:`surgsim.records.Records` on open)."""

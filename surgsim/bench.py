@@ -112,3 +112,43 @@ def run_bench(args) -> int:
     elif "skipped" in results:
         print(f"  start-up: skipped ({results['skipped']})")
     return 0
+
+
+def bench_scoring(minutes: float = 10.0) -> dict:
+    """Time to compute every metric and the rubric score of a ``minutes``-long log.
+
+    The log is synthetic (100 Hz samples of a wandering tip with wall contacts),
+    so the figure measures scoring alone. Baseline in the same run: serialising
+    the same log (what recording it costs anyway).
+    """
+    import numpy as np
+
+    from surgsim.cli import DEFAULT_SCENARIO, _scenario_path
+    from surgsim.scenarios.load import load_scenario
+    from surgsim.scoring.log import Event, SessionLog
+    from surgsim.scoring.metrics import compute_metrics
+    from surgsim.scoring.rubric import score
+
+    scenario = load_scenario(_scenario_path(DEFAULT_SCENARIO))
+    rng = np.random.default_rng(0)
+    n = int(minutes * 60 * 100)
+    t = np.arange(n) * 0.01
+    tip = np.cumsum(rng.normal(0, 2e-4, (n, 3)), axis=0)
+    force = np.clip(rng.normal(0.2, 0.4, n), 0, None)
+    log = SessionLog(scenario.id, scenario.content_hash(), 0, 1e-3, samples={
+        "t": t, "tip": tip, "depth": np.linspace(0.02, 0.4, n), "rotation": np.zeros(n),
+        "wall_force": force, "tip_force": force * 0.5, "contacts": (force > 0).astype(int),
+        "fluoro": (rng.random(n) > 0.5).astype(int), "contrast_ml": np.linspace(0, 20, n),
+        "dose": np.linspace(0, 1e-3, n)}, events=[Event(float(t[-1]), "finish")])
+    params = scenario.metric_params()
+    t0 = time.perf_counter()
+    compute_metrics(log, params)
+    metrics_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    score(log, scenario)
+    score_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    log.to_bytes()
+    serialise_s = time.perf_counter() - t0
+    return {"log_minutes": minutes, "samples": n, "metrics_s": metrics_s, "score_s": score_s,
+            "serialise_s": serialise_s, "score_vs_serialise": score_s / serialise_s}

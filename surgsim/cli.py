@@ -225,28 +225,46 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from surgsim.errors import ReplayMismatchError
-    from surgsim.records.db import Records
-    from surgsim.scenarios.load import load_scenario
+    from surgsim.scenarios.model import Scenario
     from surgsim.session.session import replay
 
-    records = Records(args.db)
-    try:
-        attempt = records.get_attempt(args.attempt)
-    finally:
-        records.close()
-    scenario = load_scenario(_scenario_path(attempt.scenario_id))
-    if scenario.content_hash() != attempt.scenario_hash:
-        raise SurgsimError(
-            f"attempt {args.attempt} was recorded with another version of scenario "
-            f"{attempt.scenario_id} (hash {attempt.scenario_hash[:12]}); the bundled one differs"
-        )
+    source = Path(args.attempt)
+    if source.is_file():  # an attempt bundle from `surgsim records export --format json`
+        from surgsim.records.export import load_bundle
+
+        bundle = load_bundle(source)
+        scenario, log, recorded = bundle.scenario, bundle.log, bundle.attempt.get("score")
+        name = str(source)
+    else:
+        from surgsim.records.db import Records
+
+        records = Records(args.db)
+        try:
+            attempt = records.get_attempt(args.attempt, access=_signed_in(args, records))
+            stored = records.scenario_content(attempt.scenario_hash)
+        finally:
+            records.close()
+        if stored is not None:  # the exact scenario version the attempt ran
+            scenario = Scenario.model_validate_json(stored)
+        else:
+            from surgsim.scenarios.load import load_scenario
+
+            scenario = load_scenario(_scenario_path(attempt.scenario_id))
+        if scenario.content_hash() != attempt.scenario_hash:
+            raise SurgsimError(
+                f"attempt {args.attempt} was recorded with another version of scenario "
+                f"{attempt.scenario_id} (hash {attempt.scenario_hash[:12]}) and the database does not "
+                "keep that version; replay it from an exported bundle"
+            )
+        log, recorded, name = attempt.log, attempt.score, f"attempt {args.attempt}"
     case = load_case_for(scenario)
-    session = replay(scenario, case, attempt.log)
+    session = replay(scenario, case, log)
     result = session.score()
-    same = session.log().hash() == attempt.log.hash() and abs(result.total - attempt.score) < 1e-12
-    print(f"replayed attempt {args.attempt}: score {result.total:.2f} (recorded {attempt.score:.2f})")
+    same = session.log().hash() == log.hash() and (recorded is None or abs(result.total - recorded) < 1e-9)
+    shown = "n/a" if recorded is None else f"{recorded:.2f}"
+    print(f"replayed {name}: score {result.total:.2f} (recorded {shown})")
     if not same:
-        raise ReplayMismatchError(f"replay of attempt {args.attempt} did not reproduce the recorded log")
+        raise ReplayMismatchError(f"replay of {name} did not reproduce the recorded log and score")
     print("identical: same log hash and score")
     return 0
 
@@ -438,13 +456,31 @@ def cmd_physiology_desaturation(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if getattr(args, "which", "all") == "anatomy":
+    which = getattr(args, "which", "all")
+    if which in ("all", "session", "app"):
+        from surgsim.bench import run_bench
+
+        run_bench(args)
+    if which in ("all", "scoring"):
+        from surgsim.bench import bench_scoring
+
+        res = bench_scoring()
+        if args.json:
+            print(json.dumps(res, indent=2))
+        else:
+            print(f"surgsim bench scoring: a {res['log_minutes']:.0f}-minute log ({res['samples']:,} samples): "
+                  f"metrics {res['metrics_s'] * 1e3:.0f} ms, rubric score {res['score_s'] * 1e3:.0f} ms "
+                  f"(goal < 200 ms; {res['score_vs_serialise']:.2f}x serialising the log, "
+                  f"{res['serialise_s'] * 1e3:.0f} ms)")
+    if which in ("all", "physics"):
+        from surgsim.bench_physics import run_physics_bench
+
+        run_physics_bench(json_out=args.json)
+    if which in ("all", "anatomy"):
         from surgsim.bench_anatomy import run_bench_anatomy
 
-        return run_bench_anatomy(args)
-    from surgsim.bench import run_bench
-
-    return run_bench(args)
+        run_bench_anatomy(args)
+    return 0
 
 
 # ------------------------------------------------------------------ parser
@@ -500,8 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     rep = sub.add_parser("replay", help="re-run a recorded attempt and confirm the same score")
-    rep.add_argument("attempt", help="attempt id")
+    rep.add_argument("attempt", help="attempt id, or an attempt bundle file (records export --format json)")
     rep.add_argument("--db", help="database URL")
+    _add_sign_in(rep)
     rep.set_defaults(func=cmd_replay)
 
     records = sub.add_parser("records", help="recorded attempts").add_subparsers(dest="records_command", required=True)
@@ -554,8 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     desat.set_defaults(func=cmd_physiology_desaturation)
 
     bench = sub.add_parser("bench", help="measure start-up, memory and simulation speed")
-    bench.add_argument("which", nargs="?", default="all", choices=["all", "session", "anatomy"],
-                       help="which benchmark: the session and start-up (all, session) or DICOM to mesh (anatomy)")
+    bench.add_argument("which", nargs="?", default="all", choices=["all", "session", "app", "scoring", "physics", "anatomy"],
+                       help="which benchmark (default all): session and start-up, scoring, physics, anatomy")
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--seconds", type=float, default=5.0, help="simulated seconds of the session benchmark")
     bench.add_argument("--no-gui", action="store_true", help="skip the window start-up measurement")

@@ -72,6 +72,12 @@ def test_cli_run_records_identical_scores(tmp_path, capsys, default_case):
     assert len(attempts) == 2
     assert main(["replay", first["attempt_id"], "--db", db]) == 0
     assert "identical" in capsys.readouterr().out
+    bundle = tmp_path / "attempt.json"
+    assert main(["records", "export", "--format", "json", "--attempt", first["attempt_id"],
+                 "--db", db, "-o", str(bundle)]) == 0
+    capsys.readouterr()
+    assert main(["replay", str(bundle)]) == 0
+    assert "identical" in capsys.readouterr().out
 
 
 def test_imaging_inputs_are_logged_scored_and_replayed(default_scenario, default_case):

@@ -19,7 +19,6 @@ trainees of their cohorts (and their own), an admin everything.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -766,7 +765,7 @@ class Records:
                 f"is stored as {scenario.id!r} ({scenario_hash[:12]}); pass the scenario the attempt ran"
             )
         blob = log.to_bytes()
-        log_hash = hashlib.sha256(blob).hexdigest()
+        log_hash = log.hash()
         if result.scenario_hash != scenario_hash or result.log_hash not in ("", log_hash):
             raise RecordsError(
                 "the score was computed for another scenario or log; "
@@ -863,7 +862,7 @@ class Records:
                 metrics=metrics,
                 result=result,
                 log=blob,
-                log_hash=hashlib.sha256(blob).hexdigest(),
+                log_hash=log.hash(),
                 input_hash=log.input_hash(),
                 released=released,
                 released_at=ended_at if released else None,
@@ -967,7 +966,11 @@ class Records:
             )
         d = {f: row[i] for i, f in enumerate(fields)}
         blob = bytes(row[-1])
-        if hashlib.sha256(blob).hexdigest() != d["log_hash"]:
+        try:
+            stored_log = SessionLog.from_bytes(blob)
+        except Exception:  # undecodable: reported as corruption below
+            stored_log = None
+        if stored_log is None or stored_log.hash() != d["log_hash"]:
             raise RecordsError(
                 f"attempt {attempt_id!r} in {self.masked_url}: the stored log does not match its "
                 "hash (database corrupted or edited); restore the database from a backup"
@@ -978,7 +981,7 @@ class Records:
         d["result"] = dict(d["result"] or {})
         d["released"] = bool(d["released"])
         d["debrief_notes"] = d["debrief_notes"] or ""
-        return AttemptRecord(**d, log_bytes=blob, log=SessionLog.from_bytes(blob))
+        return AttemptRecord(**d, log_bytes=blob, log=stored_log)
 
     def metric_rows(
         self, *, access: AccessContext | None = None, trainee_id: str | None = None

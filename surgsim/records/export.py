@@ -15,7 +15,6 @@ attempt can be replayed, rescored or archived away from the lab database::
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -269,7 +268,7 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{p}: the scenario content does not match its hash {str(sc.get('hash'))[:12]} "
             "(edited or damaged bundle)"
         )
-    if hashlib.sha256(log.to_bytes()).hexdigest() != d.get("log_hash"):
+    if log.hash() != d.get("log_hash"):
         raise RecordsError(
             f"{p}: the session log does not match its hash (edited or damaged bundle)"
         )

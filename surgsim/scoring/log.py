@@ -151,5 +151,32 @@ class SessionLog:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def hash(self) -> str:
-        """SHA-256 of the whole canonical log."""
-        return hashlib.sha256(self.to_bytes()).hexdigest()
+        """SHA-256 of the whole log, independent of how it is stored.
+
+        Metadata, inputs and events as canonical JSON, then each sample channel's
+        kind, shape and little-endian bytes in name order: milliseconds for a
+        10-minute log, and equal after a :meth:`to_bytes` / :meth:`from_bytes`
+        round trip.
+        """
+        h = hashlib.sha256()
+        meta = self.to_dict_without_samples()
+        h.update(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+        for name in sorted(self.samples):
+            a = np.asarray(self.samples[name])
+            kind = "f" if a.dtype.kind == "f" else "i"
+            a = np.ascontiguousarray(a, dtype="<f8" if kind == "f" else "<i8")
+            h.update(f"|{name}|{kind}|{a.shape}|".encode())
+            h.update(a.tobytes())
+        return h.hexdigest()
+
+    def to_dict_without_samples(self) -> dict[str, Any]:
+        """:meth:`to_dict` less the (large) sample arrays."""
+        return {
+            "scenario_id": self.scenario_id,
+            "scenario_hash": self.scenario_hash,
+            "seed": int(self.seed),
+            "dt": float(self.dt),
+            "inputs": [e.to_dict() for e in self.inputs],
+            "events": [e.to_dict() for e in self.events],
+            "reference_path_length": float(self.reference_path_length),
+        }

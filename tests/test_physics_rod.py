@@ -351,6 +351,91 @@ def test_bad_inputs_raise_physics_error(straight_tube):
         RodSolver(CATALOGUE["angled_5fr"], bad, vfw, ACCESS, X)
 
 
+# -- 4b. no numerical chatter -----------------------------------------------------------
+def _union_sdf(tubes, spacing=0.5e-3):
+    """One distance field for several tubes ``(centerline, lumen, closed_start, closed_end)``:
+    each is built with :func:`tube_sdf`, then all are sampled on one common grid (min)."""
+    fields = [tube_sdf(np.asarray(c, float), lum, spacing=spacing, margin=2e-3, closed_start=cs,
+                       closed_end=ce)[:2] for c, lum, cs, ce in tubes]
+    pts = np.vstack([np.asarray(c, float) for c, *_ in tubes])
+    pad = max(lum for _, lum, *_ in tubes) + 3e-3
+    lo, hi = pts.min(axis=0) - pad, pts.max(axis=0) + pad
+    shape = np.ceil((hi - lo) / spacing).astype(int) + 1
+    wfv = np.eye(4)
+    wfv[:3, :3] *= spacing
+    wfv[:3, 3] = lo
+    k, j, i = np.meshgrid(*(np.arange(m) for m in shape[::-1]), indexing="ij")
+    world = np.stack([i, j, k], -1).reshape(-1, 3) * spacing + lo
+    phi = np.min([sample_sdf(v, vfw, world)[0] for v, vfw in fields], axis=0)
+    return phi.reshape(tuple(shape[::-1])).astype(np.float32), np.linalg.inv(wfv)
+
+
+@pytest.fixture(scope="module")
+def dead_end_with_side_branch():
+    """A 4 mm tube along +x closed at x = 0.06, with a 2.5 mm side branch (closed) leaving
+    at x = 0.02 at 45 degrees toward +y: an ostium lip the tip catches on."""
+    a = math.radians(45.0)
+    branch = [[0.02, 0.0, 0.0], [0.02 + 0.04 * math.cos(a), 0.04 * math.sin(a), 0.0]]
+    return _union_sdf([([[-0.06, 0, 0], [0.06, 0, 0]], 0.004, False, True),
+                       (branch, 0.0025, True, True)])
+
+
+def _drive(rod: RodSolver, plan) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """Run ``plan`` [(advance m/s, rotate rad/s, seconds)] in 10 ms chunks as the session does.
+
+    Returns the tip positions every 10 ms (m), the 10 ms-mean peak wall force (N), the
+    hand's insertion path (m, what the sheath actually took) and the largest push force (N).
+    """
+    tips, forces, hand, push = [rod.positions[0].copy()], [], 0.0, 0.0
+    for adv, rot, dur in plan:
+        for _ in range(int(round(dur / 0.01))):
+            before = rod.depth
+            rod.run(10, adv * 1e-3, rot * 1e-3)
+            hand += abs(rod.depth - before)
+            push = max(push, abs(rod.push_force))
+            tips.append(rod.positions[0].copy())
+            forces.append(rod.take_mean_contact_force().max())
+    return np.array(tips), np.array(forces), hand, push
+
+
+def test_jammed_caught_and_twisted_tip_does_not_chatter(dead_end_with_side_branch):
+    """Regression: a hand that keeps pushing a jammed angled catheter, pulls it back with the
+    tip caught at an ostium lip and twists it with the tip engaged made the distal part
+    chatter (tip path 1.3 times the hand's, 10 ms wall forces of 20 N against a 2 N push
+    limit): a pressed contact that slid off the curved wall by more than the activation
+    margin within one iteration was dropped for a whole solve and thrown into the wall."""
+    values, vfw = dead_end_with_side_branch
+    spec = CATALOGUE["angled_5fr"]
+    rod = RodSolver(spec, values, vfw, [-0.04, 0, 0], X, dt=DT, initial_depth=0.02, damping=0.1,
+                    reference_normal=[0, 1, 0])
+    plan = [(0.08, 0, 2.5), (-0.05, 0, 1.0), (0, 3.0, 1.0), (0.05, 0, 1.0), (-0.05, 0, 0.6),
+            (0, -3.0, 1.0), (0.08, 0, 1.0)]
+    tips, forces, hand, push = _drive(rod, plan)
+    assert push > 0.95 * spec.max_push_force  # it did jam at the push limit
+    step = np.linalg.norm(np.diff(tips, axis=0), axis=1)
+    # the tip goes where the hand sends it, plus the sweep of the 45 degree tip when twisted
+    assert step.sum() < 1.1 * hand + 0.02, f"tip path {step.sum():.3f} m for {hand:.3f} m of hand"
+    window = np.convolve(step, np.ones(50), "valid") / 0.5  # mean tip speed over 0.5 s
+    assert window.max() < 0.16  # twice the fastest hand speed
+    assert forces.max() < 2.5 * spec.max_push_force
+    assert (rod.wall_distance() + spec.outer_radius).max() < 0.5e-3
+
+
+@pytest.mark.parametrize("name", ["straight_5fr", "angled_5fr"])
+def test_force_at_a_jammed_push_stays_near_the_push_limit(dead_end, name):
+    """Pushing on into a dead end at the push limit: the 10 ms-mean wall force (what the
+    session records) stays within a small multiple of the limit, and the tip stays put."""
+    values, vfw = dead_end
+    spec = CATALOGUE[name]
+    rod = RodSolver(spec, values, vfw, ACCESS, X, dt=DT, initial_depth=0.02, damping=0.1,
+                    reference_normal=[0, 1, 0])
+    tips, forces, _, push = _drive(rod, [(0.08, 0.0, 1.5)])  # the tip reaches the cap at ~1 s
+    tips, forces, _, push = _drive(rod, [(0.08, 0.0, 1.5)])  # then the hand keeps pushing
+    assert push > 0.95 * spec.max_push_force and push < 1.1 * spec.max_push_force
+    assert forces.max() < 2.0 * spec.max_push_force
+    assert np.linalg.norm(np.diff(tips, axis=0), axis=1).sum() < 0.01  # jammed, not jittering
+
+
 # -- 5. property test ---------------------------------------------------------------------
 _inputs = st.lists(
     st.tuples(st.integers(1, 150), st.floats(-1e-3, 1e-3), st.floats(-0.05, 0.05)),

@@ -30,7 +30,8 @@ P_MARGIN = 11  # contact activation margin, m
 P_ADH = 12  # pull (N) below which a contact is kept rather than released
 P_EXTRA = 13  # extra iterations allowed to release contacts that pull
 P_FTOL = 14  # friction above this multiple of mu * lambda earns another iteration
-N_PARAMS = 15
+P_HOLD = 15  # a contact that pressed in the last solve stays active this far (m) from the wall
+N_PARAMS = 16
 
 # -- indices into the scalar state array ---------------------------------------------
 S_DEPTH = 0  # inserted length, m
@@ -550,6 +551,7 @@ def _step(
     vmax = prm[P_VMAX]
     margin = prm[P_MARGIN]
     adh = prm[P_ADH]
+    hold = prm[P_HOLD]
     inv_dt2 = 1.0 / (dt * dt)
     g = np.empty(3)
     cfr = np.zeros(2 * N)  # friction coefficient (N/m) each contact point used this iteration
@@ -600,15 +602,34 @@ def _step(
                 ia, ib, wa, wb = _point(k, N)
                 if ib >= n:
                     continue
-                if released[k]:
-                    active[k] = False
-                    lam[k] = 0.0
-                    continue
                 p0 = wa * y[ia, 0] + wb * y[ib, 0]
                 p1 = wa * y[ia, 1] + wb * y[ib, 1]
                 p2 = wa * y[ia, 2] + wb * y[ib, 2]
                 phi = sdf_value(sdf, vfw, wfv, p0, p1, p2)
-                if phi > -r - margin:
+                if released[k]:
+                    # released because it pulled; a later iterate that penetrates the wall
+                    # again by more than the margin makes it a contact again (else it
+                    # would tunnel until the final projection, which throws the node back
+                    # with a one-step force); shallower touches stay released, so a
+                    # contact cannot flip on and off at every iteration
+                    if phi > -r + margin:
+                        released[k] = False
+                    else:
+                        active[k] = False
+                        lam[k] = 0.0
+                        continue
+                # a contact that pressed in the last solve (this step or the previous one)
+                # stays in the active set while it is within ``hold`` of the wall: a point
+                # sliding along its tangent plane over a convex stretch (an ostium lip, a
+                # carina) drifts off the curved wall by more than ``margin`` in one
+                # iteration; dropping it then frees the node for a whole solve, in which
+                # the load throws it deep into the wall and the next iteration answers
+                # with a huge penalty force. Whether it still presses is decided by the sign
+                # of its multiplier after the next solve (released if it pulls).
+                band = margin
+                if lam[k] > 0.0 and hold > band:
+                    band = hold
+                if phi > -r - band:
                     phi = sdf_sample(sdf, vfw, wfv, p0, p1, p2, g)
                 else:
                     # end point free: did the path leave the lumen on the way (a hop)?
@@ -623,7 +644,7 @@ def _step(
                         p1 = o1 + t * (p1 - o1)
                         p2 = o2 + t * (p2 - o2)
                 gn = math.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
-                if phi > -r - margin and gn > 1e-9:
+                if phi > -r - band and gn > 1e-9:
                     active[k] = True
                     nrm[k, 0] = g[0] / gn
                     nrm[k, 1] = g[1] / gn

@@ -21,7 +21,17 @@ Energies (per time step, minimised by a few Gauss-Newton iterations):
   (so a segment cannot straddle a thin wall or a sharp carina); ``n`` is the
   distance field's gradient (a trilinear blend of central differences, so it is
   continuous across voxels) and ``c`` the plane where ``phi = -r``. Contacts
-  are unilateral (one that pulls is released and the step iterates again). A
+  are unilateral (one that pulls is released and the step iterates again; a
+  released point that a later iterate pushes more than the activation margin
+  into the wall is a contact again).
+  The active set carries over: a point that pressed in the last solve stays
+  active up to ``r / 4`` from the wall (not just the activation margin of
+  ``0.02 r``), so a point that slides over a convex stretch of wall (an ostium
+  lip) within an iteration is not dropped for a whole solve; dropping it let
+  the load throw the node deep into the wall, the next iteration answered with
+  a penalty force of tens of newtons, and the step-to-step chatter of a jammed
+  or caught device (tip speeds of metres per second, 10 ms wall forces of
+  4-11 N) grew from there. A
   regularised Coulomb friction term
   ``mu lambda / max(|dp_t|, eps) |P_t (p - p_old)|^2 / 2`` resists tangential
   sliding with about ``mu`` times the normal force ``lambda`` (proportionally
@@ -68,7 +78,10 @@ Limits: uniform node spacing (pre-shaped tips need ``l`` at most about a third
 of the tip length; :class:`DeviceSpec` refuses shapes that turn more than 135
 degrees at one node); uniform stiffness (no floppy guidewire tip); rigid
 torsion; the clamp position is quantised to half a segment; friction creeps
-slowly under a steady load below the Coulomb limit.
+slowly under a steady load below the Coulomb limit; a tip that snaps into a
+new position (slipping off an edge) can need 10-30 iterations for one step,
+more than the few a step takes, so for a few hundred milliseconds such a
+snap can still report one-step forces well above the push limit.
 """
 
 from __future__ import annotations
@@ -369,6 +382,7 @@ class RodSolver:
         prm[_k.P_ADH] = 0.0
         prm[_k.P_EXTRA] = extra_iterations
         prm[_k.P_FTOL] = 1.5
+        prm[_k.P_HOLD] = 0.25 * spec.outer_radius
         self._prm = prm
 
         self._mass = np.full(n, spec.linear_density * h)

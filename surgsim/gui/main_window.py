@@ -30,12 +30,9 @@ from pyvistaqt import QtInteractor
 
 from surgsim.gui.fluoro_view import FluoroView
 from surgsim.render.scene import EndovascularScene
+from surgsim.session.controls import ControlFrame, ControlMapper
 from surgsim.session.session import Session
 
-#: Hub speeds for held keys: normal and fine (Shift).
-ADVANCE_SPEED = 0.03  # m/s
-ROTATE_SPEED = 1.5  # rad/s
-FINE = 0.25
 #: Contrast per key press, ml; C-arm step per key press, radians.
 INJECT_ML = 5.0
 CARM_STEP = 0.0872664626  # 5 degrees
@@ -106,6 +103,7 @@ class MainWindow(QMainWindow):
 
         self._held: dict[str, int] = {}
         self._fine = False
+        self._pedal = False
         self.session: Session | None = None
         self.scene: EndovascularScene | None = None
         self.new_attempt()
@@ -198,6 +196,8 @@ class MainWindow(QMainWindow):
     def new_attempt(self) -> None:
         """Start a fresh attempt on the same scenario and case."""
         self.session = Session(self.scenario, self.case)
+        self.controls = ControlMapper(self.session)  # the keyboard is one input device
+        self._pedal = False
         self.last_result = None
         self.last_attempt_id = None
         self._held.clear()
@@ -249,7 +249,8 @@ class MainWindow(QMainWindow):
             return True
         if key == Qt.Key.Key_Space:
             if not event.isAutoRepeat():
-                self._apply("pedal", 1.0 if press else 0.0)
+                self._pedal = press
+                self._send_commands()
             return True
         if press and not event.isAutoRepeat() and self._handle_press(key):
             return True
@@ -272,8 +273,7 @@ class MainWindow(QMainWindow):
         return False
 
     def _apply(self, action: str, value: float = 0.0) -> None:
-        if self.session is not None and not self.session.finished:
-            self.session.apply(action, value)
+        self.controls.press(action, value)
 
     def _handle_press(self, key) -> bool:
         """One-shot keys: contrast, C-arm, roadmap, 3D view."""
@@ -295,16 +295,15 @@ class MainWindow(QMainWindow):
         return True
 
     def _send_commands(self) -> None:
-        s = self.session
-        if s is None or s.finished:
+        """Report the keyboard's held keys as a device frame (only changes become inputs)."""
+        if self.session is None:
             return
-        scale = FINE if self._fine else 1.0
-        advance = self._held.get("advance", 0) * ADVANCE_SPEED * scale
-        rotate = self._held.get("rotate", 0) * ROTATE_SPEED * scale
-        if advance != s.commands["advance"]:
-            s.apply("advance", advance)
-        if rotate != s.commands["rotate"]:
-            s.apply("rotate", rotate)
+        self.controls.update(ControlFrame(
+            advance=self._held.get("advance", 0),
+            rotate=self._held.get("rotate", 0),
+            fine=self._fine,
+            buttons={"pedal"} if self._pedal else set(),
+        ))
 
     # ------------------------------------------------------------------ loop
     def tick(self) -> None:

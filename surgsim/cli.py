@@ -487,7 +487,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="surgsim", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="surgsim",
+        description="surgsim: patient-specific surgical training simulator (DICOM to a scored, "
+        "recorded, replayable procedure)",
+    )
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command")
 

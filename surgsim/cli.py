@@ -483,6 +483,73 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_benchmark_derive(args: argparse.Namespace) -> int:
+    """Run expert input logs headless and write rubric thresholds derived from them."""
+    import math
+    import os
+
+    from surgsim.scenarios.load import load_scenario
+    from surgsim.scoring.benchmark import derive_thresholds, format_table, rewrite_thresholds
+    from surgsim.scoring.metrics import compute_metrics, critical_errors_in
+    from surgsim.session.inputs import load_inputs
+    from surgsim.session.session import Session, play
+
+    path = _scenario_path(args.scenario)
+    scenario = load_scenario(path)
+    if scenario.procedure != "endovascular":
+        raise SurgsimError(
+            f"{path}: benchmark derive runs endovascular sessions; {scenario.procedure!r} "
+            "scenarios cannot be simulated headless yet"
+        )
+    case = load_case_for(scenario, progress=_progress_printer(quiet=True))
+    names = [m.metric for m in scenario.rubric.metrics]
+    expert_metrics = []
+    for log_path in args.logs:
+        session = play(Session(scenario, case), load_inputs(Path(log_path)))
+        log = session.log()
+        errors = critical_errors_in(log, list(scenario.rubric.critical_errors))
+        if errors:
+            raise SurgsimError(
+                f"{log_path}: the expert attempt made a critical error ({', '.join(errors)}); "
+                "an attempt with a critical error cannot set the benchmark"
+            )
+        values = compute_metrics(log, scenario.metric_params(), names=names)
+        if scenario.targets and not compute_metrics(
+            log, scenario.metric_params(), names=["target_reached"]
+        )["target_reached"]:
+            raise SurgsimError(
+                f"{log_path}: the expert attempt did not reach the scenario's target(s); "
+                "use attempts that complete the task"
+            )
+        undefined = [k for k, v in values.items() if not math.isfinite(v)]
+        if undefined:
+            raise SurgsimError(
+                f"{log_path}: the expert attempt leaves {', '.join(undefined)} undefined "
+                "(target not reached?); use attempts that complete the task"
+            )
+        expert_metrics.append(values)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+        print(f"expert {log_path}: {shown}")
+    derived = derive_thresholds(expert_metrics, names, margin=args.margin)
+    before = {m.metric: (m.pass_, m.excellent) for m in scenario.rubric.metrics}
+    print(format_table(derived, before))
+    if args.dry_run:
+        print("dry run: scenario file not changed")
+        return 0
+    text = path.read_text(encoding="utf-8")
+    new_text = rewrite_thresholds(text, derived, source=str(path))
+    tmp = path.with_name(f".{path.name}.derive-tmp")
+    tmp.write_text(new_text, encoding="utf-8")
+    try:
+        load_scenario(tmp)  # the edited file must still be a valid scenario
+    except SurgsimError:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+    print(f"wrote {len(derived)} thresholds from {len(expert_metrics)} expert attempt(s) into {path}")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 
 
@@ -601,6 +668,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=5.0, help="simulated seconds of the session benchmark")
     bench.add_argument("--no-gui", action="store_true", help="skip the window start-up measurement")
     bench.set_defaults(func=cmd_bench)
+
+    benchmark = sub.add_parser("benchmark", help="expert-derived benchmarks").add_subparsers(
+        dest="benchmark_command", required=True)
+    derive = benchmark.add_parser(
+        "derive", help="run expert input logs headless and set the rubric thresholds from them")
+    derive.add_argument("--scenario", required=True, help="scenario file or bundled id (edited in place)")
+    derive.add_argument("logs", nargs="+", metavar="LOG", help="expert input logs (YAML or JSON)")
+    derive.add_argument("--margin", type=float, default=0.5,
+                        help="pass mark this fraction worse than the expert mean (default 0.5; "
+                             "force metrics use the experts' 95th percentile)")
+    derive.add_argument("--dry-run", action="store_true", help="print the table, do not write the file")
+    derive.set_defaults(func=cmd_benchmark_derive)
     return parser
 
 
@@ -616,6 +695,8 @@ def add_app_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screenshot", help="save a screenshot of the window here after start-up")
     p.add_argument("--quit-after", type=float, help="close the window after this many seconds")
     p.add_argument("--report-startup", action="store_true", help="print start-up time and memory as JSON")
+    p.add_argument("--lab", action="store_true",
+                   help="open the lab's records window (sign-in, learning curves, cohort dashboard) instead")
 
 
 def _version() -> str:
@@ -629,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"app", "dicom", "anatomy", "scenario", "run", "replay", "records", "physiology",
-                "bench", "users"}
+                "bench", "users", "benchmark"}
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["app", *argv]  # `surgsim` alone (or with app options) opens the window
     args = parser.parse_args(argv)

@@ -44,10 +44,10 @@ def test_corrupt_cache_entry_is_rebuilt(default_case):
 
 
 def test_case_keeps_the_volume_and_lumen_for_fluoroscopy(default_case):
-    from surgsim.cases.build import _load
+    from surgsim.cases.build import _load, phantom_case_key
 
     assert default_case.volume is not None and default_case.lumen_mask is not None
-    again = _load(cache_folder("phantom:default"))
+    again = _load(cache_folder(phantom_case_key("default")))
     assert np.array_equal(np.asarray(again.volume.array), np.asarray(default_case.volume.array))
     assert np.array_equal(again.lumen_mask, default_case.lumen_mask)
     assert np.allclose(again.volume.world_from_voxel, default_case.volume.world_from_voxel)

@@ -95,3 +95,17 @@ def test_v_hides_and_shows_the_3d_view(qtbot, window):
     visible = window.plotter.interactor.isVisible()
     qtbot.keyPress(window.plotter.interactor, Qt.Key.Key_V)
     assert window.plotter.interactor.isVisible() != visible
+
+
+def test_import_wizard_opens_from_the_menu(qtbot, window):
+    wizard = window.open_import_wizard()
+    qtbot.addWidget(wizard)
+    assert wizard.isVisible()
+    wizard.close()
+
+
+def test_records_window_opens_from_the_menu(qtbot, window):
+    records_window = window.open_records()
+    qtbot.addWidget(records_window)
+    assert records_window.isVisible()
+    records_window.close()

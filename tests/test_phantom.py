@@ -23,6 +23,7 @@ from surgsim.cases.phantom import (
     make_phantom_volume,
     write_phantom_series,
 )
+from surgsim.errors import DicomSeriesError
 
 COARSE = (3e-3, 3e-3, 4e-3)
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,15 @@ def default_phantom():
     volume, truth = make_phantom_volume()
     elapsed = time.perf_counter() - start
     return volume, truth, elapsed
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
+def any_phantom(request, default_phantom):
+    """Every variant at the default spacing (the default one shared with ``default_phantom``)."""
+    if request.param == "default":
+        return default_phantom
+    volume, truth = make_phantom_volume(request.param)
+    return volume, truth, 0.0
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +118,7 @@ def _read_series(folder: Path) -> tuple[np.ndarray, np.ndarray, list[pydicom.Dat
 
 def test_truth_structure_and_geometry(default_phantom):
     volume, truth, _ = default_phantom
-    assert VARIANTS == ("default",)
+    assert VARIANTS[0] == "default" and {"type2-arch", "type3-arch"} <= set(VARIANTS)
     assert isinstance(truth, PhantomTruth)
     assert set(truth.centerlines) == CENTERLINE_KEYS == set(truth.radii)
     assert set(truth.landmarks) == LANDMARK_KEYS
@@ -281,8 +291,8 @@ def test_make_phantom_tool(tmp_path):
 # ----------------------------------------------------------------------------- anatomy
 
 
-def test_hu_at_truth_points(default_phantom):
-    volume, truth, _ = default_phantom
+def test_hu_at_truth_points(any_phantom):
+    volume, truth, _ = any_phantom
     a = volume.array
     aorta = a[_voxels(volume, truth.centerlines["aorta"])]
     assert abs(aorta.mean() - 350) < 10 and aorta.min() > 280
@@ -312,8 +322,8 @@ def test_hu_at_truth_points(default_phantom):
     assert fat < -50 and fat2 < -50 and neck_front > -150 and beside_neck < -950
 
 
-def test_vessels_one_component_clear_of_bone(default_phantom):
-    volume, truth, _ = default_phantom
+def test_vessels_one_component_clear_of_bone(any_phantom):
+    volume, truth, _ = any_phantom
     a = volume.array
     lo, hi = ph.CONTRAST_RANGE_HU
     mask = (a >= lo) & (a <= hi)
@@ -348,8 +358,8 @@ def test_vessels_one_component_clear_of_bone(default_phantom):
     assert to_vessel[others[crop]].min() >= 8.0
 
 
-def test_airway_connected_and_closed(default_phantom):
-    volume, truth, _ = default_phantom
+def test_airway_connected_and_closed(any_phantom):
+    volume, truth, _ = any_phantom
     a = volume.array
     air = a < -500
     labels, _ = ndi.label(air)
@@ -401,3 +411,92 @@ def test_default_case_generated_once(tmp_path, monkeypatch):
     assert len(list(folder.glob("CT*.dcm"))) == 101
     assert [p.name for p in (tmp_path / "cases").iterdir()] == [folder.parent.name]
     assert default_mod._is_current(folder.parent, default_mod._expected_stamp())
+
+
+# ----------------------------------------------------------------------------- arch variants
+
+
+def _arch_type_ratio(truth: PhantomTruth) -> tuple[float, float]:
+    """(BCT origin below the top of the arch's outer curve in LCCA diameters, outer top z in m)."""
+    aorta = truth.centerlines["aorta"]
+    outer_top = float(np.max(aorta[:, 2] + truth.radii["aorta"]))
+    lcca_diameter = 2.0 * float(truth.radii["left_common_carotid"][0])
+    drop = outer_top - float(truth.landmarks["brachiocephalic_ostium"][2])
+    return drop / lcca_diameter, outer_top
+
+
+def test_arch_variants_have_their_arch_type():
+    ratios = {}
+    for variant in VARIANTS:
+        _, truth = make_phantom_volume(variant, spacing=(6e-3, 6e-3, 8e-3))
+        ratios[variant] = _arch_type_ratio(truth)
+        lm = truth.landmarks
+        assert set(truth.centerlines) == CENTERLINE_KEYS and set(lm) == LANDMARK_KEYS, variant
+        # the same access, airway and branch order in every variant
+        assert lm["access"][2] == pytest.approx(-0.250) and lm["access"][0] > 0.02
+        aorta = truth.centerlines["aorta"]
+        junctions = [int(np.argmin(np.linalg.norm(aorta - truth.centerlines[k][0], axis=1))) for k in ph.BRANCH_LABELS]
+        assert junctions == sorted(junctions), variant
+        names = ph.BRANCH_LABELS
+        for a, b in zip(names[:-1], names[1:], strict=True):
+            gap = np.linalg.norm(lm[f"{a}_ostium"] - lm[f"{b}_ostium"])
+            assert gap - truth.radii[a][0] - truth.radii[b][0] >= 6e-3, (variant, a, b)
+        for key in ph.BRANCH_LABELS:  # each branch leaves its ostium within 2 cm of its junction
+            pts = truth.centerlines[key]
+            s = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(pts, axis=0), axis=1))])
+            at = s[int(np.argmin(np.linalg.norm(pts - lm[f"{key}_ostium"], axis=1)))]
+            assert at < 0.02, (variant, key, at)
+    print("\narch type (BCT origin below the arch top, LCCA diameters):",
+          {k: round(v[0], 2) for k, v in ratios.items()})
+    assert ratios["default"][0] < 1.0  # type I
+    assert 1.0 <= ratios["type2-arch"][0] <= 2.0  # type II
+    assert ratios["type3-arch"][0] > 2.0  # type III
+    # elongated: the arch top rises with the type
+    assert ratios["default"][1] < ratios["type2-arch"][1] - 0.005 < ratios["type3-arch"][1] - 0.01
+
+
+def test_variants_are_deterministic_and_distinct(tmp_path):
+    a = write_phantom_series(tmp_path / "a", "type3-arch", spacing=(6e-3, 6e-3, 8e-3))
+    b = write_phantom_series(tmp_path / "b", "type3-arch", spacing=(6e-3, 6e-3, 8e-3))
+    for f1, f2 in zip(a, b, strict=True):
+        assert f1.read_bytes() == f2.read_bytes(), f1.name
+    ds = pydicom.dcmread(a[0])
+    assert ds.PatientID == "SURGSIM-PHANTOM-TYPE3-ARCH"
+    uids = {make_phantom_volume(v, spacing=(6e-3, 6e-3, 8e-3))[0].series_uid for v in VARIANTS}
+    assert len(uids) == len(VARIANTS)
+    v1, _ = make_phantom_volume("default", spacing=(6e-3, 6e-3, 8e-3))
+    v3, _ = make_phantom_volume("type3-arch", spacing=(6e-3, 6e-3, 8e-3))
+    assert not np.array_equal(v1.array, v3.array)
+
+
+def test_variant_cases_are_generated_separately(tmp_path, monkeypatch):
+    monkeypatch.setenv("SURGSIM_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(ph, "DEFAULT_SPACING", (6e-3, 6e-3, 8e-3))
+    folders = {v: default_case_dicom_dir(v) for v in VARIANTS}
+    assert folders["default"] == default_case_dicom_dir()
+    assert len(set(folders.values())) == len(VARIANTS)
+    for variant, folder in folders.items():
+        assert folder.parent.name == f"phantom-{variant}-v{ph.GENERATOR_VERSION}"
+        stamp = json.loads((folder.parent / "phantom.json").read_text())
+        assert stamp["variant"] == variant and stamp["files"] == len(list(folder.glob("CT*.dcm")))
+    with pytest.raises(DicomSeriesError, match="type3-arch"):
+        default_case_dicom_dir("type4-arch")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "default"])
+def test_variant_vessel_case_is_labelled(variant):
+    from surgsim.cases.build import phantom_vessel_case
+
+    case = phantom_vessel_case(variant)
+    _, truth = make_phantom_volume(variant, spacing=(6e-3, 6e-3, 8e-3))
+    assert case.case_id == f"phantom-{variant}"
+    assert set(case.labels) >= set(ph.VESSEL_LABELS)
+    for key in ph.BRANCH_LABELS:  # each labelled branch is the phantom's branch of that name
+        mine = case.centerlines.branches[key].points
+        true = truth.centerlines[key]
+        tail = mine[len(mine) // 3 :]  # beyond the junction region
+        d = np.min(np.linalg.norm(tail[:, None, :] - true[None, :, :], axis=2), axis=1)
+        assert np.median(d) < 2e-3, (variant, key, np.median(d))
+    with pytest.raises(Exception, match="unknown phantom variant"):
+        phantom_vessel_case("type4-arch")

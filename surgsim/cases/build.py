@@ -265,15 +265,47 @@ def cached_case(key: str, build: Callable[[], VesselCase]) -> VesselCase:
 
 
 def phantom_vessel_case(variant: str = "default", progress: Progress | None = None) -> VesselCase:
-    """The vessel case of the bundled digital phantom, read through the DICOM pipeline."""
+    """The vessel case of a bundled digital phantom, read through the DICOM pipeline.
+
+    Parameters
+    ----------
+    variant : str
+        One of :data:`surgsim.cases.phantom.VARIANTS` (``"default"`` is the type I
+        arch; ``"type2-arch"`` and ``"type3-arch"`` are the harder arches). Each
+        variant has its own DICOM series and cache entry.
+    progress : callable(fraction, message), optional
+
+    Returns
+    -------
+    VesselCase
+        ``case_id`` is ``"phantom-<variant>"``.
+
+    Raises
+    ------
+    AnatomyError
+        For an unknown variant.
+    """
     from surgsim.cases.default import default_case_dicom_dir
+    from surgsim.cases.phantom import VARIANTS
     from surgsim.dicom.load import load_series
 
+    if variant not in VARIANTS:
+        raise AnatomyError(
+            f"unknown phantom variant {variant!r}; known: {', '.join(VARIANTS)}"
+        )
+
     def build() -> VesselCase:
-        if variant != "default":
-            raise AnatomyError(f"unknown phantom variant {variant!r}; known: 'default'")
-        folder = default_case_dicom_dir()
+        folder = default_case_dicom_dir(variant)
         volume = load_series(folder)
         return build_vessel_case(volume, case_id=f"phantom-{variant}", progress=progress)
 
-    return cached_case(f"phantom:{variant}", build)
+    return cached_case(phantom_case_key(variant), build)
+
+
+def phantom_case_key(variant: str = "default") -> str:
+    """Cache key of a phantom case: the variant and the generator's stamp (source hash,
+    version, spacing), so a changed phantom generator rebuilds its case."""
+    from surgsim.cases.default import _expected_stamp
+
+    stamp = json.dumps(_expected_stamp(variant), sort_keys=True)
+    return f"phantom:{variant}:{hashlib.sha256(stamp.encode()).hexdigest()}"

@@ -1,4 +1,4 @@
-"""The default case: the bundled digital phantom, generated once into the data folder."""
+"""The bundled digital phantom cases (the default and its arch variants), generated once into the data folder."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ from surgsim.paths import data_dir
 _STAMP = "phantom.json"
 
 
-def _expected_stamp() -> dict[str, object]:
+def _expected_stamp(variant: str = "default") -> dict[str, object]:
     source = Path(phantom.__file__).read_bytes()
     return {
         "generator": "surgsim.cases.phantom",
         "generator_version": phantom.GENERATOR_VERSION,
         "generator_sha256": hashlib.sha256(source).hexdigest(),
-        "variant": "default",
+        "variant": variant,
         "spacing_m": list(phantom.DEFAULT_SPACING),
         "seed": 0,
     }
@@ -45,23 +45,38 @@ def _is_current(case_dir: Path, expected: dict[str, object]) -> bool:
     )
 
 
-def default_case_dicom_dir() -> Path:
-    """Return the folder of the default case's DICOM series, generating it if needed.
+def default_case_dicom_dir(variant: str = "default") -> Path:
+    """Return the folder of a bundled phantom's DICOM series, generating it if needed.
 
-    The series is written once to ``data_dir()/cases/phantom-default-v<N>/dicom``
+    The series of ``variant`` (one of :data:`surgsim.cases.phantom.VARIANTS`) is
+    written once to ``data_dir()/cases/phantom-<variant>-v<N>/dicom``
     (``N`` = :data:`surgsim.cases.phantom.GENERATOR_VERSION`) through a temporary
     folder renamed into place, so a crash never leaves a half-written case. A
     stamp file beside ``dicom/`` records the generator version and the hash of
     its source: when the generator changes, the case is regenerated.
 
+    Parameters
+    ----------
+    variant : str
+        Phantom variant, e.g. ``"default"`` (type I arch) or ``"type3-arch"``.
+
     Returns
     -------
     Path
         Folder holding ``CT000001.dcm`` ... (about 201 files, 21 MB).
+
+    Raises
+    ------
+    DicomSeriesError
+        Unknown variant, or the data folder is not writable.
     """
+    if variant not in phantom.VARIANTS:
+        raise DicomSeriesError(
+            f"unknown phantom variant {variant!r}; choose one of {', '.join(phantom.VARIANTS)}"
+        )
     cases = data_dir() / "cases"
-    final = cases / f"phantom-default-v{phantom.GENERATOR_VERSION}"
-    expected = _expected_stamp()
+    final = cases / f"phantom-{variant}-v{phantom.GENERATOR_VERSION}"
+    expected = _expected_stamp(variant)
     if _is_current(final, expected):
         return final / "dicom"
     try:
@@ -69,12 +84,12 @@ def default_case_dicom_dir() -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=cases))
     except OSError as exc:
         raise DicomSeriesError(
-            f"cannot write the default phantom case under {cases}: {exc}; "
+            f"cannot write the {variant} phantom case under {cases}: {exc}; "
             "set SURGSIM_DATA_DIR to a writable folder"
         ) from exc
     try:
         files = phantom.write_phantom_series(
-            tmp / "dicom", "default", phantom.DEFAULT_SPACING, seed=0
+            tmp / "dicom", variant, phantom.DEFAULT_SPACING, seed=0
         )
         stamp = dict(expected, files=len(files))
         (tmp / _STAMP).write_text(json.dumps(stamp, indent=2), encoding="utf-8")

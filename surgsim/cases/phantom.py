@@ -42,7 +42,7 @@ from surgsim.errors import DicomSeriesError
 #: Bump when the generated image or DICOM content changes (cached cases regenerate).
 GENERATOR_VERSION = 1
 
-VARIANTS: tuple[str, ...] = ("default",)
+VARIANTS: tuple[str, ...] = ("default", "type2-arch", "type3-arch")
 
 #: Default voxel size (column, row, slice), metres.
 DEFAULT_SPACING: tuple[float, float, float] = (1.4e-3, 1.4e-3, 2.0e-3)
@@ -201,6 +201,108 @@ def _smoothstep(t):
 # --------------------------------------------------------------------------- design
 
 
+Point = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class _ArchSpec:
+    """Shape of the aortic arch and where its branches leave it (millimetres, LPS).
+
+    ``ctrl`` and ``radii`` are the arch's spline control points (aortic root to
+    the top of the descending aorta) and lumen radii; ``branch_s`` the arc
+    lengths from the root of the brachiocephalic, left common carotid and left
+    subclavian junctions on the aortic centerline. Each branch leaves its
+    junction along ``*_dir`` through the point ``junction + *_lead`` and the
+    ``*_via`` points before joining the common distal course of every variant.
+    """
+
+    ctrl: tuple[Point, ...]
+    radii: tuple[float, ...]
+    branch_s: tuple[float, float, float]
+    bct_lead: Point = (0.0, 0.0, 18.0)
+    bct_via: tuple[Point, ...] = ((-16.0, -30.0, 70.0),)
+    bct_dir: Point = (0.0, 0.0, 1.0)
+    lcca_lead: Point = (0.0, 0.0, 14.0)
+    lcca_via: tuple[Point, ...] = ((20.0, -24.0, 80.0),)
+    lcca_dir: Point = (0.0, 0.0, 1.0)
+    lsa_lead: Point = (0.0, 0.0, 12.0)
+    lsa_via: tuple[Point, ...] = ((42.0, -6.0, 64.0),)
+    lsa_dir: Point = (0.0, 0.0, 1.0)
+
+
+_DESC_XY = (42.0, 38.0)
+
+#: Arch shapes by variant. Arch type (Myla's classification) is the height of
+#: the brachiocephalic origin below the top of the arch's outer curvature, in
+#: left common carotid diameters (9 mm here): type I below 1, type II 1 to 2,
+#: type III above 2. The harder arches are elongated: the arch rises higher
+#: above the great-vessel origins, which come off its ascending limb.
+_ARCHES: dict[str, _ArchSpec] = {
+    # type I: the three branches leave the top of the arch
+    "default": _ArchSpec(
+        ctrl=(
+            (2.0, -16.0, -64.0),
+            (-3.0, -33.0, -30.0),
+            (-6.0, -40.0, 0.0),
+            (-3.0, -39.0, 22.0),
+            (7.0, -33.0, 36.0),
+            (22.0, -24.0, 41.0),
+            (34.0, -6.0, 37.0),
+            (40.0, 14.0, 27.0),
+            (42.0, 30.0, 11.0),
+            (_DESC_XY[0], _DESC_XY[1], -8.0),
+        ),
+        radii=(15.0, 14.0, 14.0, 13.5, 13.0, 13.0, 12.5, 12.0, 12.0, 12.0),
+        branch_s=(112.0, 136.0, 160.0),
+    ),
+    # type II: the arch top about 14 mm higher; the brachiocephalic leaves the
+    # upper ascending limb, 1.5 carotid diameters below the top
+    "type2-arch": _ArchSpec(
+        ctrl=(
+            (2.0, -16.0, -64.0),
+            (-3.0, -33.0, -30.0),
+            (-6.0, -40.0, 0.0),
+            (-4.5, -40.0, 26.0),
+            (5.0, -36.0, 44.0),
+            (21.0, -27.5, 52.0),
+            (34.0, -7.0, 48.0),
+            (40.0, 13.0, 36.0),
+            (42.0, 30.0, 16.0),
+            (_DESC_XY[0], _DESC_XY[1], -8.0),
+        ),
+        radii=(15.0, 14.0, 14.0, 13.5, 13.0, 13.0, 12.5, 12.0, 12.0, 12.0),
+        branch_s=(104.0, 134.0, 164.0),
+        bct_lead=(-4.0, -2.0, 18.0),
+        bct_dir=(-0.3, -0.1, 1.0),
+    ),
+    # type III: an elongated arch about 25 mm higher; the brachiocephalic leaves
+    # the ascending aorta well below the top, the left common carotid its upper part
+    "type3-arch": _ArchSpec(
+        ctrl=(
+            (2.0, -16.0, -64.0),
+            (-3.0, -33.0, -30.0),
+            (-6.0, -40.0, 0.0),
+            (-5.0, -41.0, 28.0),
+            (3.0, -39.0, 50.0),
+            (20.0, -31.0, 62.0),
+            (34.0, -10.0, 59.0),
+            (40.0, 13.0, 46.0),
+            (42.0, 30.0, 22.0),
+            (_DESC_XY[0], _DESC_XY[1], -8.0),
+        ),
+        radii=(15.0, 14.0, 14.0, 13.5, 13.0, 13.0, 12.5, 12.0, 12.0, 12.0),
+        branch_s=(106.0, 134.0, 162.0),
+        bct_lead=(-10.0, -4.0, 16.0),
+        bct_dir=(-0.6, -0.2, 1.0),
+        lcca_lead=(-2.0, 0.0, 14.0),
+        lcca_dir=(-0.2, 0.0, 1.0),
+        lsa_lead=(0.0, 0.0, 14.0),
+        lsa_via=((44.0, -4.0, 74.0),),
+    ),
+}
+
+
+
 @dataclass
 class _Design:
     vessels: list[tuple[np.ndarray, np.ndarray]]  # stamping polylines (mm)
@@ -241,23 +343,13 @@ def _design(variant: str) -> _Design:
     if variant not in VARIANTS:
         raise ValueError(f"unknown phantom variant {variant!r}; choose one of {VARIANTS}")
 
-    # ---- aorta: root in the heart, ascending anterior, type I arch curving
+    # ---- aorta: root in the heart, ascending anterior, the arch curving
     # posteriorly and to the left around the trachea, descending straight down.
-    desc_xy = (42.0, 38.0)
+    spec = _ARCHES[variant]
+    desc_xy = _DESC_XY
     arch, arch_r = _curve(
-        [
-            (2.0, -16.0, -64.0),
-            (-3.0, -33.0, -30.0),
-            (-6.0, -40.0, 0.0),
-            (-3.0, -39.0, 22.0),
-            (7.0, -33.0, 36.0),
-            (22.0, -24.0, 41.0),
-            (34.0, -6.0, 37.0),
-            (40.0, 14.0, 27.0),
-            (42.0, 30.0, 11.0),
-            (desc_xy[0], desc_xy[1], -8.0),
-        ],
-        [15.0, 14.0, 14.0, 13.5, 13.0, 13.0, 12.5, 12.0, 12.0, 12.0],
+        spec.ctrl,
+        spec.radii,
         start_dir=(-0.25, -0.45, 1.0),
         end_dir=(0.0, 0.0, -1.0),
     )
@@ -270,43 +362,43 @@ def _design(variant: str) -> _Design:
         return aorta_p[int(np.searchsorted(aorta_s, s))]
 
     # ---- arch branches, proximal -> distal along the arch.
-    c1 = on_aorta(112.0)
-    c2 = on_aorta(136.0)
-    c3 = on_aorta(160.0)
+    c1 = on_aorta(spec.branch_s[0])
+    c2 = on_aorta(spec.branch_s[1])
+    c3 = on_aorta(spec.branch_s[2])
     bct = _curve(
         [
             c1,
-            c1 + (0.0, 0.0, 18.0),
-            (-16.0, -30.0, 70.0),
+            c1 + spec.bct_lead,
+            *spec.bct_via,
             (-23.0, -20.0, 105.0),
             (-27.0, -9.0, 135.0),
             (-28.0, -6.0, _Z_MAX + 14.0),
         ],
-        [6.5, 6.5, 6.3, 5.5, 5.0, 5.0],
-        start_dir=(0.0, 0.0, 1.0),
+        [6.5, 6.5, *([6.3] * len(spec.bct_via)), 5.5, 5.0, 5.0],
+        start_dir=spec.bct_dir,
     )
     lcca = _curve(
         [
             c2,
-            c2 + (0.0, 0.0, 14.0),
-            (20.0, -24.0, 80.0),
+            c2 + spec.lcca_lead,
+            *spec.lcca_via,
             (25.0, -14.0, 115.0),
             (27.0, -8.0, _Z_MAX + 14.0),
         ],
-        [4.5, 4.5, 4.3, 4.0, 4.0],
-        start_dir=(0.0, 0.0, 1.0),
+        [4.5, 4.5, *([4.3] * len(spec.lcca_via)), 4.0, 4.0],
+        start_dir=spec.lcca_dir,
     )
     lsa = _curve(
         [
             c3,
-            c3 + (0.0, 0.0, 12.0),
-            (42.0, -6.0, 64.0),
+            c3 + spec.lsa_lead,
+            *spec.lsa_via,
             (60.0, -2.0, 78.0),
             (82.0, 3.0, 82.0),
             (100.0, 6.0, 80.0),
         ],
-        [5.0, 5.0, 4.8, 4.5, 4.3, 4.0],
-        start_dir=(0.0, 0.0, 1.0),
+        [5.0, 5.0, *([4.8] * len(spec.lsa_via)), 4.5, 4.3, 4.0],
+        start_dir=spec.lsa_dir,
     )
 
     # ---- airway: trachea from the neck (leaving through the superior face) to

@@ -30,6 +30,8 @@ def run_app(args) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("surgsim")
+    if getattr(args, "lab", False):
+        return _run_lab(app, args)
 
     try:
         scenario = load_scenario(_scenario_path(args.scenario))
@@ -81,3 +83,28 @@ def run_app(args) -> int:
     if records is not None:
         records.close()
     return int(code)
+
+
+def _run_lab(app, args) -> int:
+    """The records window alone (for the lab's educators and admins)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    from surgsim.errors import SurgsimError
+    from surgsim.gui.records_view import open_records_window
+    from surgsim.records.db import Records
+
+    try:
+        records = Records(args.db)
+    except SurgsimError as exc:
+        QMessageBox.critical(None, "surgsim", str(exc))
+        print(f"surgsim: error: {exc}", file=sys.stderr)
+        return 2
+    window = open_records_window(records)
+    if args.quit_after is not None:
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(int(max(args.quit_after, 0.1) * 1000), window.close)
+    try:
+        return int(app.exec())
+    finally:
+        records.close()

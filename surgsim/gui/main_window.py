@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         splitter.setSizes([700, 500])
         self.setCentralWidget(splitter)
         self._build_side_panel()
+        self._build_menus()
         # assessment mode navigates by fluoroscopy alone, as in the angiosuite
         self.plotter.interactor.setVisible(scenario.mode != "assessment")
 
@@ -169,6 +170,36 @@ class MainWindow(QMainWindow):
         dock.setWidget(panel)
         dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction("&Import DICOM case...", self.open_import_wizard)
+        file_menu.addAction("&New attempt", self.new_attempt)
+        file_menu.addSeparator()
+        file_menu.addAction("&Quit", self.close)
+        attempt_menu = bar.addMenu("&Attempt")
+        attempt_menu.addAction("&Finish and debrief", self.finish_attempt)
+        self.records_menu = bar.addMenu("&Records")
+        self.records_menu.addAction("&Sign in and open records...", self.open_records)
+
+    def open_import_wizard(self):
+        """Open the DICOM import wizard (builds a case from a patient's series)."""
+        from surgsim.gui.import_wizard import ImportWizard
+
+        self._wizard = ImportWizard()
+        self._wizard.show()
+        return self._wizard
+
+    def open_records(self):
+        """Sign in and open the records window (history, learning curves, cohort dashboard)."""
+        if self.records is None:
+            self.statusBar().showMessage("no attempt database is open")
+            return None
+        from surgsim.gui.records_view import open_records_window
+
+        self._records_window = open_records_window(self.records, parent=None)
+        return self._records_window
 
     def _build_fluoro(self) -> None:
         """Build the fluoroscopy renderer (needs the case's CT) and show a first image."""

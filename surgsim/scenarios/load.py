@@ -48,20 +48,39 @@ MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 #: Device names used when ``surgsim.instruments.catheter.CATALOGUE`` is not importable.
 FALLBACK_DEVICES: tuple[str, ...] = ("angled_5fr", "cobra_5fr", "simmons_5fr", "guidewire_035")
 
+#: Anatomy labels of the built-in phantoms, used when ``surgsim.cases.phantom`` is not importable.
+_FALLBACK_PHANTOM_LABELS: frozenset[str] = frozenset(
+    {
+        "aorta",
+        "brachiocephalic",
+        "left_common_carotid",
+        "left_subclavian",
+        "trachea",
+        "right_main_bronchus",
+        "left_main_bronchus",
+    }
+)
+
+
+def _phantom_labels() -> dict[str, frozenset[str]]:
+    """Labels of every phantom variant (names from ``surgsim.cases.phantom.VARIANTS``)."""
+    try:
+        from surgsim.cases import phantom  # noqa: PLC0415 (numpy/scipy only)
+    except ImportError:
+        return {"default": _FALLBACK_PHANTOM_LABELS}
+    labels = frozenset(phantom.VESSEL_LABELS) | frozenset(phantom.AIRWAY_LABELS)
+    return {variant: labels for variant in phantom.VARIANTS}
+
+
 #: Anatomy labels each built-in phantom provides (targets must use one of them).
-PHANTOM_LABELS: dict[str, frozenset[str]] = {
-    "default": frozenset(
-        {
-            "aorta",
-            "brachiocephalic",
-            "left_common_carotid",
-            "left_subclavian",
-            "trachea",
-            "right_main_bronchus",
-            "left_main_bronchus",
-        }
-    ),
-}
+PHANTOM_LABELS: dict[str, frozenset[str]] = _phantom_labels()
+try:  # airway phantoms: {phantom: airway-adult}, airway-difficult, airway-obese, airway-child
+    from surgsim.cases.airway_phantom import AIRWAY_LABELS as _AIRWAY_LABELS  # noqa: E402
+    from surgsim.cases.airway_phantom import VARIANTS as _AIRWAY_VARIANTS  # noqa: E402
+
+    PHANTOM_LABELS.update({f"airway-{v}": frozenset(_AIRWAY_LABELS) for v in _AIRWAY_VARIANTS})
+except ImportError:  # pragma: no cover
+    pass
 
 Loc = tuple[str | int, ...]
 
@@ -232,8 +251,14 @@ def known_devices() -> list[str]:
     try:
         from surgsim.instruments.catheter import CATALOGUE  # noqa: PLC0415 (lazy on purpose)
     except ImportError:
-        return list(FALLBACK_DEVICES)
-    return [str(k) for k in CATALOGUE]
+        names = list(FALLBACK_DEVICES)
+    else:
+        names = [str(k) for k in CATALOGUE]
+    try:
+        from surgsim.instruments.airway import AIRWAY_DEVICES  # noqa: PLC0415
+    except ImportError:
+        return names
+    return names + [str(k) for k in AIRWAY_DEVICES if k not in names]
 
 
 def _suggest(word: str, choices: list[str]) -> str:

@@ -109,3 +109,26 @@ def test_records_window_opens_from_the_menu(qtbot, window):
     qtbot.addWidget(records_window)
     assert records_window.isVisible()
     records_window.close()
+
+
+def test_switch_scenario_and_replay_beside_the_expert(qtbot, window):
+    from surgsim.paths import SCENARIOS_DIR
+
+    assert window.load_scenario_file(SCENARIOS_DIR / "catheter-lsa-basic.yaml")
+    assert window.session.scenario.id == "catheter-lsa-basic"
+    assert "subclavian" in window.windowTitle().lower()
+    qtbot.keyPress(window.plotter.interactor, Qt.Key.Key_Up)
+    qtbot.wait(300)
+    qtbot.keyRelease(window.plotter.interactor, Qt.Key.Key_Up)
+    window.finish_attempt()
+    assert window.debrief_dock.isVisible()
+    replay = window.open_replay()
+    qtbot.addWidget(replay)
+    assert replay.isVisible()
+    replay.close()
+    picker = window.open_scenario_picker()
+    qtbot.addWidget(picker)
+    editor = window.open_scenario_editor()
+    qtbot.addWidget(editor)
+    picker.close()
+    editor.close()

@@ -98,6 +98,7 @@ class MainWindow(QMainWindow):
         splitter.setSizes([700, 500])
         self.setCentralWidget(splitter)
         self._build_side_panel()
+        self._build_debrief_dock()
         self._build_menus()
         # assessment mode navigates by fluoroscopy alone, as in the angiosuite
         self.plotter.interactor.setVisible(scenario.mode != "assessment")
@@ -125,11 +126,13 @@ class MainWindow(QMainWindow):
         panel = QWidget()
         layout = QVBoxLayout(panel)
         title = QLabel(self.scenario.title)
+        self.scenario_title = title
         title.setWordWrap(True)
         title.setFont(QFont(title.font().family(), 12, QFont.Weight.Bold))
         layout.addWidget(title)
         objectives = "\n".join(f"• {o}" for o in self.scenario.learning_objectives)
         obj = QLabel(objectives)
+        self.objectives = obj
         obj.setWordWrap(True)
         layout.addWidget(obj)
 
@@ -171,6 +174,16 @@ class MainWindow(QMainWindow):
         dock.setFeatures(QDockWidget.DockWidgetFeature.NoDockWidgetFeatures)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
+    def _build_debrief_dock(self) -> None:
+        from surgsim.gui.debrief import DebriefPanel
+
+        self.debrief_panel = DebriefPanel()
+        self.debrief_dock = QDockWidget("Debrief", self)
+        self.debrief_dock.setObjectName("debrief_dock")
+        self.debrief_dock.setWidget(self.debrief_panel)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.debrief_dock)
+        self.debrief_dock.hide()  # shown when an attempt ends
+
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -180,8 +193,73 @@ class MainWindow(QMainWindow):
         file_menu.addAction("&Quit", self.close)
         attempt_menu = bar.addMenu("&Attempt")
         attempt_menu.addAction("&Finish and debrief", self.finish_attempt)
+        attempt_menu.addAction("&Replay last attempt beside the expert", self.open_replay)
+        scenario_menu = bar.addMenu("&Scenarios")
+        scenario_menu.addAction("&Choose scenario...", self.open_scenario_picker)
+        scenario_menu.addAction("&Edit scenario...", self.open_scenario_editor)
         self.records_menu = bar.addMenu("&Records")
         self.records_menu.addAction("&Sign in and open records...", self.open_records)
+
+    def open_scenario_picker(self):
+        """List the bundled scenarios; choosing one loads it here."""
+        from surgsim.gui.scenario_picker import ScenarioPicker
+
+        self._picker = ScenarioPicker()
+        self._picker.chosen.connect(self.load_scenario_file)
+        self._picker.show()
+        return self._picker
+
+    def open_scenario_editor(self, path=None):
+        """The educator's scenario editor (forms, live validation, save as YAML)."""
+        from surgsim.gui.scenario_editor import ScenarioEditor
+
+        self._editor = ScenarioEditor(path if path is not None else self.scenario.source_path)
+        self._editor.show()
+        return self._editor
+
+    def load_scenario_file(self, path) -> bool:
+        """Switch to the scenario in ``path`` (building its anatomy case if needed)."""
+        from surgsim.cli import load_case_for
+        from surgsim.errors import SurgsimError
+        from surgsim.scenarios.load import load_scenario
+
+        try:
+            scenario = load_scenario(path)
+            if scenario.procedure != "endovascular":
+                raise SurgsimError(f"{path}: {scenario.procedure} scenarios have no window yet")
+            case = load_case_for(scenario)
+        except SurgsimError as exc:
+            self.statusBar().showMessage(str(exc))
+            return False
+        self.scenario, self.case = scenario, case
+        self.setWindowTitle(f"surgsim: {scenario.title}")
+        self.scenario_title.setText(scenario.title)
+        self.objectives.setText("\n".join(f"• {o}" for o in scenario.learning_objectives))
+        self.plotter.clear()
+        self.scene = None
+        self.fluoro = None
+        self.new_attempt()
+        self._build_fluoro()
+        return True
+
+    def expert_log(self):
+        """The bundled expert attempt of this scenario (re-simulated headless), or None."""
+        from surgsim.paths import SCENARIOS_DIR
+        from surgsim.session.inputs import load_inputs
+        from surgsim.session.session import play
+
+        path = SCENARIOS_DIR / "inputs" / f"{self.scenario.id}.expert.yaml"
+        if not path.is_file():
+            return None
+        return play(Session(self.scenario, self.case), load_inputs(path)).log()
+
+    def open_replay(self):
+        """Replay the last attempt with a timeline, the bundled expert attempt as a ghost."""
+        from surgsim.gui.replay_view import ReplayWindow
+
+        self._replay = ReplayWindow(self.scenario, self.case, self.session.log(), ghost_log=self.expert_log())
+        self._replay.show()
+        return self._replay
 
     def open_import_wizard(self):
         """Open the DICOM import wizard (builds a case from a patient's series)."""
@@ -267,6 +345,8 @@ class MainWindow(QMainWindow):
             for col, text in enumerate([m.name, value, m.unit, f"{m.sub_score:.0f}"]):
                 self.debrief.setItem(row, col, QTableWidgetItem(text))
         self.debrief.resizeColumnsToContents()
+        self.debrief_panel.show_result(result, self.session.log(), self.scenario, self.case)
+        self.debrief_dock.show()
         self.attempt_finished.emit(result)
 
     # ------------------------------------------------------------------ input

@@ -17,12 +17,12 @@ from numba import njit
 # -- indices into the parameter array ------------------------------------------------
 P_L = 0  # rest segment length, m
 P_DT = 1  # time step, s
-P_KS = 2  # stretch stiffness EA / l, N/m
-P_KB = 3  # bending stiffness EI / l^3, N/m
+P_KS = 2  # stretch stiffness EA / l, N/m (reference; the solve uses the per-segment array)
+P_KB = 3  # bending stiffness EI / l^3, N/m (reference; the solve uses the per-node array)
 P_WC = 4  # contact penalty stiffness, N/m
-P_MU = 5  # wall friction coefficient
+P_MU = 5  # wall friction coefficient (reference; the solve uses the per-point array)
 P_DAMP = 6  # velocity damping per step (0..1)
-P_R = 7  # contact radius (device outer radius), m
+P_R = 7  # reference contact radius (largest outer radius), m; P_MARGIN and P_HOLD are given for it
 P_FMAX = 8  # push force limit, N
 P_EPS = 9  # friction regularisation (stick) displacement, m
 P_VMAX = 10  # node speed cap, m/s
@@ -445,14 +445,12 @@ def _nfree(depth, h, N):
 
 
 @njit(cache=True)
-def _sheath_force(x, n, direc, prm, dvec):
+def _sheath_force(x, n, direc, prm, dvec, ks_seg, kb_node):
     """Axial force (N, compression positive) the clamped part applies to the free part."""
     N = x.shape[0]
     if n < 1:
         return 0.0
     h = prm[P_L]
-    ks = prm[P_KS]
-    kb = prm[P_KB]
     f = 0.0
     # stretch segment (n - 1, n): force on node n - 1 = -ks (|e| - l) t
     e0 = x[n - 1, 0] - x[n, 0]
@@ -460,7 +458,7 @@ def _sheath_force(x, n, direc, prm, dvec):
     e2 = x[n - 1, 2] - x[n, 2]
     ln = math.sqrt(e0 * e0 + e1 * e1 + e2 * e2)
     if ln > 1e-12:
-        f += -ks * (ln - h) * (e0 * direc[0] + e1 * direc[1] + e2 * direc[2]) / ln
+        f += -ks_seg[n - 1] * (ln - h) * (e0 * direc[0] + e1 * direc[1] + e2 * direc[2]) / ln
     # bending terms whose stencil mixes free and clamped nodes
     for i in range(max(1, n - 1), min(N - 2, n) + 1):
         r0 = x[i - 1, 0] - 2.0 * x[i, 0] + x[i + 1, 0] - dvec[i, 0]
@@ -471,7 +469,7 @@ def _sheath_force(x, n, direc, prm, dvec):
             a = i - 1 + q
             if a < n:
                 c = 1.0 if q != 1 else -2.0
-                f += -kb * c * rd
+                f += -kb_node[i] * c * rd
     return f
 
 
@@ -529,7 +527,7 @@ def _step(
     a, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
     access, direc, uref, sdf, vfw, wfv, has_wall,
     lam, cforce, incontact, active, released, nrm, cpl,
-    y, ystar, tseg, useg, dvec, Ab, rhs, sol,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt,
 ):  # fmt: skip
     """One time step: push ``a`` m, turn the hub ``rot`` rad. Returns a status code.
 
@@ -537,14 +535,18 @@ def _step(
     ``nrm``, ``cpl``) are the free nodes (k < N) and the midpoints of segments
     between two free nodes (k = N + s), so a segment cannot cut through a thin
     wall or a sharp carina between its nodes.
+
+    Material properties may vary along the rod: ``ks_seg`` (N - 1) stretch
+    stiffness per segment, ``kb_node`` (N) bending stiffness per node,
+    ``rad_pt`` (2 N) contact radius and ``mu_pt`` (2 N) wall friction per
+    contact point. ``prm[P_R]`` is the reference radius the activation margin
+    and hold band (``prm[P_MARGIN]``, ``prm[P_HOLD]``) are given for; they
+    scale with each point's radius.
     """
     N = x.shape[0]
     h = prm[P_L]
     dt = prm[P_DT]
-    ks = prm[P_KS]
-    kb = prm[P_KB]
     wc = prm[P_WC]
-    mu = prm[P_MU]
     damp = prm[P_DAMP]
     r = prm[P_R]
     eps = prm[P_EPS]
@@ -602,17 +604,19 @@ def _step(
                 ia, ib, wa, wb = _point(k, N)
                 if ib >= n:
                     continue
+                rk = rad_pt[k]
                 p0 = wa * y[ia, 0] + wb * y[ib, 0]
                 p1 = wa * y[ia, 1] + wb * y[ib, 1]
                 p2 = wa * y[ia, 2] + wb * y[ib, 2]
                 phi = sdf_value(sdf, vfw, wfv, p0, p1, p2)
+                mk = margin * (rk / r)
                 if released[k]:
                     # released because it pulled; a later iterate that penetrates the wall
                     # again by more than the margin makes it a contact again (else it
                     # would tunnel until the final projection, which throws the node back
                     # with a one-step force); shallower touches stay released, so a
                     # contact cannot flip on and off at every iteration
-                    if phi > -r + margin:
+                    if phi > -rk + mk:
                         released[k] = False
                     else:
                         active[k] = False
@@ -626,10 +630,11 @@ def _step(
                 # the load throws it deep into the wall and the next iteration answers
                 # with a huge penalty force. Whether it still presses is decided by the sign
                 # of its multiplier after the next solve (released if it pulls).
-                band = margin
-                if lam[k] > 0.0 and hold > band:
-                    band = hold
-                if phi > -r - band:
+                band = mk
+                hk = hold * (rk / r)
+                if lam[k] > 0.0 and hk > band:
+                    band = hk
+                if phi > -rk - band:
                     phi = sdf_sample(sdf, vfw, wfv, p0, p1, p2, g)
                 else:
                     # end point free: did the path leave the lumen on the way (a hop)?
@@ -637,19 +642,19 @@ def _step(
                     o1 = wa * x[ia, 1] + wb * x[ib, 1]
                     o2 = wa * x[ia, 2] + wb * x[ib, 2]
                     t, nsub, phi_t = _first_exit(sdf, vfw, wfv, o0, o1, o2, p0, p1, p2,
-                                                 0.5 * r, g)  # fmt: skip
+                                                 0.5 * rk, g)  # fmt: skip
                     if t > 0.0:
                         phi = phi_t
                         p0 = o0 + t * (p0 - o0)
                         p1 = o1 + t * (p1 - o1)
                         p2 = o2 + t * (p2 - o2)
                 gn = math.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2])
-                if phi > -r - band and gn > 1e-9:
+                if phi > -rk - band and gn > 1e-9:
                     active[k] = True
                     nrm[k, 0] = g[0] / gn
                     nrm[k, 1] = g[1] / gn
                     nrm[k, 2] = g[2] / gn
-                    cpl[k] = nrm[k, 0] * p0 + nrm[k, 1] * p1 + nrm[k, 2] * p2 - (phi + r) / gn
+                    cpl[k] = nrm[k, 0] * p0 + nrm[k, 1] * p1 + nrm[k, 2] * p2 - (phi + rk) / gn
                 else:
                     active[k] = False
                     lam[k] = 0.0
@@ -665,6 +670,7 @@ def _step(
                 rhs[3 * i + c] += mi * ystar[i, c]
         # stretch, Gauss-Newton: ks/2 (t . (x_s - x_s+1) - l)^2
         for s in range(min(n, N - 1)):
+            ks = ks_seg[s]
             t0 = tseg[s, 0]
             t1 = tseg[s, 1]
             t2 = tseg[s, 2]
@@ -691,6 +697,7 @@ def _step(
                 rhs[3 * s + 2] += k02 * y[q, 0] + k12 * y[q, 1] + k22 * y[q, 2]
         # bending, co-rotational: kb/2 |x_i-1 - 2 x_i + x_i+1 - d_i|^2
         for i in range(1, min(n + 1, N - 1)):
+            kb = kb_node[i]
             for qa in range(3):
                 na = i - 1 + qa
                 if na >= n:
@@ -726,6 +733,7 @@ def _step(
                     rhs[3 * ia + c] += wa * f * nrm[k, c]
                     if wb != 0.0:
                         rhs[3 * ib + c] += wb * f * nrm[k, c]
+                mu = mu_pt[k]
                 if mu > 0.0 and lam[k] > 0.0:
                     # tangential displacement of the contact point since the step began
                     d0 = wa * (y[ia, 0] - x[ia, 0]) + wb * (y[ib, 0] - x[ib, 0])
@@ -790,7 +798,7 @@ def _step(
                     for c in range(3):
                         dc = wa * (y[ia, c] - x[ia, c]) + wb * (y[ib, c] - x[ib, c]) - dn * nrm[k, c]
                         dt2 += dc * dc
-                    if cfr[k] * math.sqrt(dt2) > prm[P_FTOL] * mu * lam[k] + 1e-9:
+                    if cfr[k] * math.sqrt(dt2) > prm[P_FTOL] * mu_pt[k] * lam[k] + 1e-9:
                         unsettled = True
             else:
                 lam[k] = 0.0
@@ -833,7 +841,7 @@ def _step(
                     p1 = wa * y[ia, 1] + wb * y[ib, 1]
                     p2 = wa * y[ia, 2] + wb * y[ib, 2]
                     t, nsub, phi = _first_exit(sdf, vfw, wfv, o0, o1, o2, p0, p1, p2,
-                                               0.5 * r, g)  # fmt: skip
+                                               0.5 * rad_pt[k], g)  # fmt: skip
                     if t > 0.0:
                         keep = t - 1.0 / nsub
                         for j in range(2):
@@ -843,17 +851,18 @@ def _step(
                             for c in range(3):
                                 y[node, c] = x[node, c] + keep * (y[node, c] - x[node, c])
                                 v[node, c] = (y[node, c] - x[node, c]) / dt * (1.0 - damp)
+                rk = rad_pt[k]
                 for _k in range(3):
                     p0 = wa * y[ia, 0] + wb * y[ib, 0]
                     p1 = wa * y[ia, 1] + wb * y[ib, 1]
                     p2 = wa * y[ia, 2] + wb * y[ib, 2]
-                    if sdf_value(sdf, vfw, wfv, p0, p1, p2) <= -r:
+                    if sdf_value(sdf, vfw, wfv, p0, p1, p2) <= -rk:
                         break
                     phi = sdf_sample(sdf, vfw, wfv, p0, p1, p2, g)
                     gn2 = g[0] * g[0] + g[1] * g[1] + g[2] * g[2]
-                    if phi <= -r or gn2 < 1e-18:
+                    if phi <= -rk or gn2 < 1e-18:
                         break
-                    f = (phi + r) / gn2
+                    f = (phi + rk) / gn2
                     for c in range(3):
                         y[ia, c] -= f * g[c]
                     if wb != 0.0:
@@ -893,7 +902,7 @@ def _step(
     # ---- readouts: sheath force, tip frame rotation
     compute_frames(x, direc, uref, hub, tseg, useg)
     compute_bend_targets(tseg, useg, bend_c, dvec)
-    sc[S_PUSH] = _sheath_force(x, n, direc, prm, dvec)
+    sc[S_PUSH] = _sheath_force(x, n, direc, prm, dvec, ks_seg, kb_node)
     if sc[S_TIP_INIT] > 0.0:
         pt = tipst[0:3]
         pu = tipst[3:6]
@@ -918,7 +927,7 @@ def run_steps(
     n_steps, adv, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
     access, direc, uref, sdf, vfw, wfv, has_wall,
     lam, cforce, incontact, active, released, nrm, cpl,
-    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved, facc,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved, facc, ks_seg, kb_node, rad_pt, mu_pt,
 ):  # fmt: skip
     """Advance the rod ``n_steps`` steps; each step pushes ``adv`` m and turns the hub ``rot`` rad.
 
@@ -945,7 +954,7 @@ def run_steps(
                 a, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
                 access, direc, uref, sdf, vfw, wfv, has_wall,
                 lam, cforce, incontact, active, released, nrm, cpl,
-                y, ystar, tseg, useg, dvec, Ab, rhs, sol,
+                y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt,
             )  # fmt: skip
             if status != OK:
                 return status
@@ -1001,3 +1010,347 @@ def _restore(x, v, lam, tipst, sc, saved):
     for c in range(sc.shape[0]):
         sc[c] = saved[q]
         q += 1
+
+
+# -- coaxial devices (a guidewire inside a catheter) -------------------------------------
+# Per-device constants, rows of ``dev_sc`` (device 0 = catheter, 1 = guidewire)
+D_EA = 0  # axial stiffness EA, N
+D_EI = 1  # bending stiffness EI of the full section, N m^2
+D_RHOA = 2  # mass per length, kg/m
+D_R = 3  # outer radius, m
+D_MU = 4  # wall friction coefficient
+D_FMAX = 5  # push force limit, N
+D_NB = 6  # number of intervals in the device's piecewise table (``dev_bp``, ``dev_ei``, ``dev_kap``)
+N_DEV = 7
+
+# Coaxial scalar state ``cs``
+C_DEPTH = 0  # depths: C_DEPTH + k for device k, m
+C_HUB = 2  # hub angles: C_HUB + k, rad
+C_PUSH = 4  # axial force per device: C_PUSH + k, N (compression positive)
+C_MUSCALE = 6  # friction scale of the catheter-covered part in the last step
+N_COAX = 7
+
+
+@njit(cache=True)
+def _dev_integrals(k, a, b, dev_sc, dev_bp, dev_ei, dev_kap):
+    """Integrals of EI and EI kappa of device ``k`` over its material arc [a, b] (from its tip).
+
+    The device's table is piecewise: on interval j (``dev_bp[k, j]``..``dev_bp[k, j + 1]``)
+    the curvature is ``dev_kap[k, j]`` and EI goes linearly from ``dev_ei[k, j]`` to
+    ``dev_ei[k, j + 1]``; beyond the last breakpoint EI is the full section's, curvature 0.
+    Returns (int EI ds, int EI kappa ds, int kappa ds) in N m^3, N m^2 and radians.
+    """
+    if a < 0.0:
+        a = 0.0
+    if not (b > a):
+        return 0.0, 0.0, 0.0
+    nb = int(dev_sc[k, D_NB])
+    if a >= dev_bp[k, nb]:  # the uniform, straight shaft
+        return dev_sc[k, D_EI] * (b - a), 0.0, 0.0
+    ii = 0.0
+    jj = 0.0
+    kk = 0.0
+    for j in range(nb):
+        b0 = dev_bp[k, j]
+        b1 = dev_bp[k, j + 1]
+        lo = max(a, b0)
+        hi = min(b, b1)
+        if hi > lo and b1 > b0:
+            e0 = dev_ei[k, j]
+            de = (dev_ei[k, j + 1] - e0) / (b1 - b0)
+            val = 0.5 * ((e0 + de * (lo - b0)) + (e0 + de * (hi - b0))) * (hi - lo)
+            ii += val
+            jj += dev_kap[k, j] * val
+            kk += dev_kap[k, j] * (hi - lo)
+    tail = max(a, dev_bp[k, nb])
+    if b > tail:
+        ii += dev_sc[k, D_EI] * (b - tail)
+    return ii, jj, kk
+
+
+@njit(cache=True)
+def coax_properties(depth, dc, dw, thc, thw, h, taper, mu_scale, dev_sc, dev_bp, dev_ei, dev_kap,
+                    ks_seg, kb_node, bend_c, mass, rad_pt, mu_pt):  # fmt: skip
+    """Material of the combined rod for device depths ``dc``, ``dw`` and hub angles ``thc``, ``thw``.
+
+    Node ``i`` lies ``s = i h`` from the distal end of the union, whose depth is
+    ``depth = max(dc, dw)``; device ``k`` covers ``s >= depth - d_k``. Integrals
+    over each node's dual cell make every property a continuous function of the
+    depths (no jump when a device tip crosses a node or the other tip):
+
+    - ``ks_seg`` (N - 1): sum of the EA of the devices covering the segment / l^2;
+    - ``kb_node`` (N): cell mean of the summed EI / l^3;
+    - ``bend_c`` (N, 2): turning vector ``2 l sin(phi / 2) phi_hat`` in the hub-0
+      reference frame, where ``phi`` is the node cell's integral of the rest
+      curvature ``sum_k EI_k R(theta_k) kappa_k / sum_k EI_k`` (each device's
+      curvature turned by its own hub angle: rigid torsion per device). The cell
+      is split where a device starts: a stretch with one device contributes that
+      device's own turning ``int kappa``, a stretch with both the stiffness-weighted
+      mean over the stretch, so the turning moves linearly with the coverage;
+    - ``mass`` (N): cell integral of the summed mass per length;
+    - ``rad_pt`` (2 N): outer radius of what is present at each node and segment
+      midpoint; the catheter's tip tapers onto the wire over ``taper`` metres;
+    - ``mu_pt`` (2 N): the outer device's wall friction (``mu_scale`` times the
+      catheter's where it covers the wire).
+    """
+    N = mass.shape[0]
+    s_dev = np.empty(2)
+    s_dev[0] = depth - dc
+    s_dev[1] = depth - dw
+    cth = np.empty(2)
+    sth = np.empty(2)
+    cth[0] = math.cos(thc)
+    sth[0] = math.sin(thc)
+    cth[1] = math.cos(thw)
+    sth[1] = math.sin(thw)
+    inv_h4 = 1.0 / (h * h * h * h)
+    cuts = np.empty(4)
+    for s in range(N - 1):
+        lo = s * h
+        hi = lo + h
+        ea = 0.0
+        for k in range(2):
+            cov = hi - max(lo, s_dev[k])
+            if cov > 0.0:
+                ea += dev_sc[k, D_EA] * cov
+        ks_seg[s] = ea / (h * h)
+    for i in range(N):
+        lo = (i - 0.5) * h
+        if lo < 0.0:
+            lo = 0.0
+        hi = (i + 0.5) * h
+        m = 0.0
+        for k in range(2):
+            cov = hi - max(lo, s_dev[k])
+            if cov > 0.0:
+                m += dev_sc[k, D_RHOA] * cov
+        mass[i] = m
+        kb_node[i] = 0.0
+        bend_c[i, 0] = 0.0
+        bend_c[i, 1] = 0.0
+        if i == 0 or i == N - 1:
+            continue
+        # stiffness over the node's cell; turning over the cell (node 1 also takes the
+        # tip's half cell, which has no bending term)
+        ei_cell = 0.0
+        for k in range(2):
+            a, _, _ = _dev_integrals(k, lo - s_dev[k], hi - s_dev[k], dev_sc, dev_bp, dev_ei, dev_kap)
+            ei_cell += a
+        kb_node[i] = ei_cell * inv_h4
+        lo_t = 0.0 if i == 1 else lo
+        cuts[0] = lo_t
+        cuts[1] = min(max(s_dev[0], lo_t), hi)
+        cuts[2] = min(max(s_dev[1], lo_t), hi)
+        if cuts[2] < cuts[1]:
+            tmp = cuts[1]
+            cuts[1] = cuts[2]
+            cuts[2] = tmp
+        cuts[3] = hi
+        p0 = 0.0
+        p1 = 0.0
+        for q in range(3):
+            a = cuts[q]
+            b = cuts[q + 1]
+            if not (b > a):
+                continue
+            ei_sum = 0.0
+            j0 = 0.0
+            j1 = 0.0
+            t0 = 0.0
+            t1 = 0.0
+            n_here = 0
+            for k in range(2):
+                if s_dev[k] <= a:
+                    n_here += 1
+                    e, c, t = _dev_integrals(k, a - s_dev[k], b - s_dev[k], dev_sc, dev_bp,
+                                             dev_ei, dev_kap)  # fmt: skip
+                    ei_sum += e
+                    j0 += c * cth[k]
+                    j1 += c * sth[k]
+                    t0 += t * cth[k]
+                    t1 += t * sth[k]
+            if n_here == 1:
+                p0 += t0
+                p1 += t1
+            elif n_here == 2 and ei_sum > 0.0:
+                p0 += (b - a) * j0 / ei_sum
+                p1 += (b - a) * j1 / ei_sum
+        if p0 != 0.0 or p1 != 0.0:
+            mag = math.sqrt(p0 * p0 + p1 * p1)
+            if mag > 0.0:
+                amp = 2.0 * h * math.sin(0.5 * mag) / mag
+                bend_c[i, 0] = p0 * amp
+                bend_c[i, 1] = p1 * amp
+    rc = dev_sc[0, D_R]
+    rw = dev_sc[1, D_R]
+    for kp in range(2 * N):
+        s = kp * h if kp < N else (kp - N + 0.5) * h
+        r = 0.0
+        mu = 0.0
+        if s >= s_dev[1]:
+            r = rw
+            mu = dev_sc[1, D_MU]
+        if s >= s_dev[0]:
+            f = (s - s_dev[0]) / taper if taper > 0.0 else 1.0
+            if f > 1.0:
+                f = 1.0
+            rt = rw + (rc - rw) * f
+            if rt > r:
+                r = rt
+            mu = mu_scale * dev_sc[0, D_MU]
+        if r <= 0.0:  # cannot happen (the leading device covers s >= 0); stay safe
+            r = max(rc, rw)
+        rad_pt[kp] = r
+        mu_pt[kp] = mu
+
+
+@njit(cache=True)
+def _follower_load(k, depth, dk, h, n_in, cforce, kb_node, dev_sc):
+    """Sliding resistance estimate (N) of device ``k`` moving behind the union's tip.
+
+    The catheter riding over the wire carries the wall load of the nodes it
+    covers; the wire inside the catheter presses on its lumen with the share
+    ``EI_w / EI`` of that load. Both slide with their own friction coefficient.
+    ``cforce`` is the wall force per node averaged over the last ~10 ms (one-step
+    reactions of the penetration recovery would otherwise stall the hand).
+    """
+    s_k = depth - dk
+    h3 = h * h * h
+    total = 0.0
+    for i in range(n_in):
+        if i * h >= s_k and cforce[i] > 0.0:
+            share = 1.0
+            if k == 1 and kb_node[i] > 0.0:
+                share = min(dev_sc[1, D_EI] / (kb_node[i] * h3), 1.0)
+            total += share * cforce[i]
+    return dev_sc[k, D_MU] * total
+
+
+@njit(cache=True)
+def run_coaxial_steps(
+    n_steps, adv_c, adv_w, rot_c, rot_w, cs, dev_sc, dev_bp, dev_ei, dev_kap, taper,
+    x, v, fext, mass, bend_c, sc, tipst, prm, iters,
+    access, direc, uref, sdf, vfw, wfv, has_wall,
+    lam, cforce, incontact, active, released, nrm, cpl,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved, facc, ks_seg, kb_node, rad_pt, mu_pt,
+    cf_mean,
+):  # fmt: skip
+    """Advance a catheter over a guidewire ``n_steps`` steps (constant hand inputs per step).
+
+    ``adv_c``, ``adv_w`` (m) and ``rot_c``, ``rot_w`` (rad) per step move the
+    catheter (device 0) and the wire (device 1). The combined rod's nodes are
+    material points of the union's distal end: its depth is the larger device
+    depth, so pushing the leading device moves the nodes (the sheath pushes the
+    held line as for one device) while the device behind it slides over or
+    inside it (its covered stretch shifts along the nodes, :func:`coax_properties`).
+
+    Push limits: the union's advance is refused while the sheath force is at
+    the summed limit of the devices that drive it (those advancing at least as
+    far as the union's end) and a step that overshoots is redone with a smaller
+    advance (secant), as for one device; retraction likewise in tension. A
+    device behind the union's end is refused while its sliding resistance
+    (:func:`_follower_load`) reaches its own limit. ``cf_mean`` (N) is the wall
+    force per node, averaged exponentially over 10 ms (updated here).
+    """
+    N = x.shape[0]
+    h = prm[P_L]
+    dmax = sc[S_DEPTH_MAX]
+    adv = np.empty(2)
+    adv[0] = adv_c
+    adv[1] = adv_w
+    d_old = np.empty(2)
+    prop = np.empty(2)
+    new = np.empty(2)
+    drive = np.zeros(2, dtype=np.bool_)
+    for _s in range(n_steps):
+        depth0 = sc[S_DEPTH]
+        n_in = 0
+        for i in range(N):
+            if i * h < depth0:
+                n_in = i + 1
+        for k in range(2):
+            d_old[k] = cs[C_DEPTH + k]
+            p = d_old[k] + adv[k]
+            prop[k] = min(max(p, 0.0), dmax)
+        cs[C_HUB] += rot_c
+        cs[C_HUB + 1] += rot_w
+        # a device behind the union's end slides over / inside the other one
+        for k in range(2):
+            cs[C_PUSH + k] = 0.0
+            if d_old[k] < depth0 and prop[k] != d_old[k]:
+                load = _follower_load(k, depth0, d_old[k], h, n_in, cf_mean, kb_node, dev_sc)
+                if load >= dev_sc[k, D_FMAX]:
+                    load = dev_sc[k, D_FMAX]
+                    prop[k] = d_old[k]
+                cs[C_PUSH + k] = load if adv[k] > 0.0 else -load
+        dp = max(prop[0], prop[1])
+        a_union = dp - depth0
+        fmax = 0.0
+        for k in range(2):
+            drive[k] = False
+            if a_union > 0.0 and prop[k] - d_old[k] >= a_union - 1e-15:
+                drive[k] = True
+            elif a_union < 0.0 and prop[k] - d_old[k] <= a_union + 1e-15:
+                drive[k] = True
+            elif a_union == 0.0 and d_old[k] >= depth0:
+                drive[k] = True
+            if drive[k]:
+                fmax += dev_sc[k, D_FMAX]
+        f0 = sc[S_PUSH]
+        if (a_union > 0.0 and f0 >= fmax) or (a_union < 0.0 and f0 <= -fmax):
+            a_union = 0.0
+        if a_union != 0.0:
+            _save(x, v, lam, tipst, sc, saved)
+        a_req = dp - depth0
+        for attempt in range(2):
+            # the union's end lands on depth0 + a_union: an advance refused or cut short
+            # holds the advancing devices there, a retraction refused or cut short holds
+            # the retracting leader(s)
+            target = depth0 + a_union
+            for k in range(2):
+                new[k] = prop[k]
+                if a_req > 0.0 and new[k] > target:
+                    new[k] = target
+                if a_req < a_union and d_old[k] >= depth0 and new[k] < target:
+                    new[k] = target
+            mu_scale = 1.0
+            if new[0] < target and a_union != 0.0:  # wire leads: is the catheter moving with it?
+                mu_scale = min(max((new[0] - d_old[0]) / a_union, 0.0), 1.0)
+            cs[C_MUSCALE] = mu_scale
+            coax_properties(target, new[0], new[1], cs[C_HUB], cs[C_HUB + 1], h, taper, mu_scale,
+                            dev_sc, dev_bp, dev_ei, dev_kap, ks_seg, kb_node, bend_c, mass,
+                            rad_pt, mu_pt)  # fmt: skip
+            status = _step(
+                a_union, 0.0, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
+                access, direc, uref, sdf, vfw, wfv, has_wall,
+                lam, cforce, incontact, active, released, nrm, cpl,
+                y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt,
+            )  # fmt: skip
+            if status != OK:
+                return status
+            f1 = sc[S_PUSH]
+            if attempt == 0 and a_union > 0.0 and f1 > fmax and f1 > f0:
+                a_union *= min(max((fmax - f0) / (f1 - f0), 0.0), 1.0)
+                _restore(x, v, lam, tipst, sc, saved)
+            elif attempt == 0 and a_union < 0.0 and f1 < -fmax and f1 < f0:
+                a_union *= min(max((-fmax - f0) / (f1 - f0), 0.0), 1.0)
+                _restore(x, v, lam, tipst, sc, saved)
+            else:
+                break
+        # the union's end is exactly the kernel's depth
+        depth1 = sc[S_DEPTH]
+        lead = 0 if new[0] >= new[1] else 1
+        new[lead] = depth1
+        if new[1 - lead] > depth1:
+            new[1 - lead] = depth1
+        for k in range(2):
+            cs[C_DEPTH + k] = new[k]
+        # axial force per device: the driving device(s) share the sheath force by their limits
+        for k in range(2):
+            if drive[k]:
+                cs[C_PUSH + k] = sc[S_PUSH] * dev_sc[k, D_FMAX] / fmax
+        alpha = min(prm[P_DT] / 0.01, 1.0)
+        for i in range(N):
+            facc[i] += cforce[i]
+            cf_mean[i] += alpha * (cforce[i] - cf_mean[i])
+    return OK

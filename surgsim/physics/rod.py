@@ -76,7 +76,9 @@ reports F); a node that only the final projection put back gets
 
 Limits: uniform node spacing (pre-shaped tips need ``l`` at most about a third
 of the tip length; :class:`DeviceSpec` refuses shapes that turn more than 135
-degrees at one node); uniform stiffness (no floppy guidewire tip); rigid
+degrees at one node); uniform stiffness here (no floppy guidewire tip; the compiled
+kernels take stretch and bending stiffness, contact radius and friction per
+segment, node or contact point, which :mod:`surgsim.physics.coaxial` uses); rigid
 torsion; the clamp position is quantised to half a segment; friction creeps
 slowly under a steady load below the Coulomb limit; a tip that snaps into a
 new position (slipping off an edge) can need 10-30 iterations for one step,
@@ -384,6 +386,11 @@ class RodSolver:
         prm[_k.P_FTOL] = 1.5
         prm[_k.P_HOLD] = 0.25 * spec.outer_radius
         self._prm = prm
+        # uniform material along the rod (the kernels take per-segment/-node/-point arrays)
+        self._ks_seg = np.full(n - 1, ks)
+        self._kb_node = np.full(n, kb)
+        self._rad_pt = np.full(2 * n, spec.outer_radius)
+        self._mu_pt = np.full(2 * n, spec.friction)
 
         self._mass = np.full(n, spec.linear_density * h)
         self._mass[0] *= 0.5
@@ -524,6 +531,7 @@ class RodSolver:
             self._lam, self._cforce, self._incontact, self._active, self._released, self._nrm,
             self._cpl, self._y, self._ystar, self._tseg, self._useg, self._dvec, self._Ab,
             self._rhs, self._sol, self._saved, self._facc,
+            self._ks_seg, self._kb_node, self._rad_pt, self._mu_pt,
         )  # fmt: skip
         self._step += n_steps
         self._facc_steps += n_steps

@@ -106,6 +106,16 @@ def test_catalogue_entries_are_complete():
         "fluoroscopy_time_s",
         "contrast_ml",
         "dose_gy_m2",
+        # airway (intubation) metrics
+        "attempts",
+        "first_pass_success",
+        "oesophageal_intubation",
+        "incisor_peak_force_n",
+        "tube_depth_m",
+        "tip_to_carina_m",
+        "spo2_nadir",
+        "time_below_90_s",
+        "time_to_intubation_s",
     }
     assert set(METRICS) == expected
     for name, m in METRICS.items():

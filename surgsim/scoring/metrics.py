@@ -458,3 +458,130 @@ def critical_errors_in(
         if e.kind in kinds and e.kind not in out:
             out.append(e.kind)
     return out
+
+
+# ---------------------------------------------------------------- airway (intubation) metrics
+# Each returns nan when its airway channel is missing from the log (endovascular logs still score).
+
+
+def _airway(log: SessionLog, name: str) -> np.ndarray | None:
+    """An intubation sample channel, or None when the log does not have it."""
+    if name not in log.samples:
+        return None
+    return _channel(log, name)
+
+
+def _kinds(log: SessionLog) -> list[str]:
+    return [e.kind for e in sorted(log.events, key=lambda e: e.t)]
+
+
+def attempts(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Laryngoscopy attempts: times the blade tip passed the incisors."""
+    if _airway(log, "blade_past_incisors") is None:
+        return math.nan
+    return float(_kinds(log).count("attempt_started"))
+
+
+def first_pass_success(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """1 if the tube was confirmed in the trachea on the first attempt, without oesophageal placement."""
+    if _airway(log, "tube_location") is None:
+        return math.nan
+    kinds = _kinds(log)
+    if "oesophageal_intubation" in kinds:
+        return 0.0
+    for e in log.events:
+        if e.kind == "intubation_confirmed":
+            return float(e.data.get("attempt") == 1 and e.data.get("location") == "trachea")
+    return 0.0
+
+
+def oesophageal_intubation(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """1 if the tube was ventilated or left in the oesophagus."""
+    if _airway(log, "tube_location") is None:
+        return math.nan
+    return float("oesophageal_intubation" in _kinds(log))
+
+
+def incisor_peak_force_n(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Largest blade-on-upper-incisor contact force, newtons."""
+    f = _airway(log, "incisor_force")
+    if f is None:
+        return math.nan
+    return float(f.max()) if f.size else 0.0
+
+
+def tube_depth_m(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Tube depth mark at the incisors at the end, metres."""
+    d = _airway(log, "tube_depth")
+    if d is None or d.size == 0:
+        return math.nan
+    return float(d[-1])
+
+
+def tip_to_carina_m(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Tube tip above the carina at the end (negative below it), metres; nan unless in the airway."""
+    d = _airway(log, "tip_to_carina")
+    loc = _airway(log, "tube_location")
+    if d is None or loc is None or d.size == 0:
+        return math.nan
+    # tube_location indices 2..4: trachea, right and left main bronchus
+    return float(d[-1]) if 2 <= int(loc[-1]) <= 4 else math.nan
+
+
+def spo2_nadir(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Lowest displayed SpO2 (fraction 0-1)."""
+    s = _airway(log, "spo2")
+    if s is None or s.size == 0:
+        return math.nan
+    return float(s.min())
+
+
+def time_below_90_s(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Total time with displayed SpO2 below 90 %, seconds."""
+    s = _airway(log, "spo2")
+    if s is None:
+        return math.nan
+    t = _t(log)
+    if t.size < 2:
+        return 0.0
+    return float(np.sum(np.diff(t)[s[:-1] < 0.90]))
+
+
+def time_to_intubation_s(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Time from the start to the first breath through a tube confirmed in the trachea, seconds."""
+    if _airway(log, "tube_location") is None:
+        return math.nan
+    for e in sorted(log.events, key=lambda e: e.t):
+        if e.kind == "intubation_confirmed" and e.data.get("location") == "trachea":
+            return float(e.t - _start(log))
+    return math.nan
+
+
+METRICS.update(
+    {
+        m.name: m
+        for m in (
+            _def(attempts, "count", False, "Laryngoscopy attempts (blade tip past the incisors)."),
+            _def(
+                first_pass_success,
+                "bool",
+                True,
+                "1 if the tube was confirmed in the trachea on the first attempt, else 0.",
+                kind="boolean",
+            ),
+            _def(
+                oesophageal_intubation,
+                "bool",
+                False,
+                "1 if the tube was ventilated or left in the oesophagus, else 0.",
+                kind="boolean",
+            ),
+            _def(incisor_peak_force_n, "N", False, "Largest blade force on the upper incisors."),
+            _def(tube_depth_m, "m", False, "Tube depth mark at the incisors at the end."),
+            _def(tip_to_carina_m, "m", True, "Tube tip above the carina at the end (in the airway)."),
+            _def(spo2_nadir, "1", True, "Lowest displayed SpO2 (fraction)."),
+            _def(time_below_90_s, "s", False, "Time with displayed SpO2 below 90 %."),
+            _def(time_to_intubation_s, "s", False, "Time to the first breath through a tracheal tube."),
+        )
+    }
+)

@@ -9,7 +9,12 @@ from surgsim.cases.airway_phantom import design
 from surgsim.scenarios.model import Scenario
 from surgsim.scoring.log import InputEvent
 from surgsim.session.intubation import (
-    DT, AirwayGeometry, IntubationSession, parse_inputs, replay, variant_of,
+    DT,
+    AirwayGeometry,
+    IntubationSession,
+    parse_inputs,
+    replay,
+    variant_of,
 )
 from surgsim.session.session import play
 

@@ -116,3 +116,30 @@ def test_chunking_does_not_change_the_result(default_scenario, default_case):
     a.apply("finish")
     b = replay(default_scenario, default_case, a.log())
     assert b.log().hash() == a.log().hash()
+
+
+def test_coaxial_wire_and_catheter_session(default_scenario, default_case):
+    """Two instruments (catheter + guidewire): the hand moves between them, replay is exact."""
+    from surgsim.scenarios.model import Instrument
+    from surgsim.scoring.log import InputEvent
+
+    scenario = default_scenario.model_copy(update={"instruments": [
+        Instrument(id="catheter", device="angled_5fr"), Instrument(id="wire", device="guidewire_035")]})
+    inputs = [
+        InputEvent(0, "select_device", 1.0),  # wire leads
+        InputEvent(0, "advance", 0.05),
+        InputEvent(2000, "select_device", 0.0),  # catheter follows over it
+        InputEvent(2000, "advance", 0.05),
+        InputEvent(3500, "finish"),
+    ]
+    session = play(Session(scenario, default_case), inputs)
+    drive = session.rod
+    state = drive.solver.state()
+    assert drive.selected == "catheter"
+    assert state.wire.depth == pytest.approx(0.04 + 0.1, abs=0.01)  # 2 s at 5 cm/s
+    assert state.catheter.depth == pytest.approx(0.02 + 0.075, abs=0.01)  # 1.5 s
+    assert state.wire.depth > state.catheter.depth  # the wire still leads
+    inside = state.positions[state.inside]
+    assert default_case.distance.sample(inside).max() < 1e-3
+    again = replay(scenario, default_case, session.log())
+    assert again.log().hash() == session.log().hash()

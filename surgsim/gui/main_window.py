@@ -3,7 +3,8 @@
 The window owns no simulation logic: a timer asks the session to advance by
 the wall time that passed, then syncs the scene and the HUD from its state.
 Keys (held): Up/W advance, Down/S retract, Left/A and Right/D rotate the hub,
-Shift for fine (slow) motion, Space the fluoroscopy pedal. Keys (pressed): C
+Shift for fine (slow) motion, Space the fluoroscopy pedal. Keys (pressed): Tab
+moves the hand between guidewire and catheter (coaxial scenarios), C
 injects 5 ml of contrast, Q/E turn the C-arm 5 degrees RAO/LAO, R/F 5 degrees
 cranial/caudal, M toggles the roadmap, V shows or hides the 3D view; Return
 finishes the attempt; F5 starts a new one.
@@ -145,6 +146,7 @@ class MainWindow(QMainWindow):
             "Up/Down: advance/retract  Left/Right: rotate  Shift: fine\n"
             "Space (hold): fluoroscopy  C: inject 5 ml  M: roadmap\n"
             "Q/E: C-arm RAO/LAO  R/F: cranial/caudal  V: 3D view\n"
+            "Tab: guidewire / catheter\n"
             "Return: finish  F5: new attempt"
         )
         help_text.setWordWrap(True)
@@ -399,6 +401,9 @@ class MainWindow(QMainWindow):
             self._apply("carm_cran", imaging.cran + (CARM_STEP if key == Qt.Key.Key_R else -CARM_STEP))
         elif key == Qt.Key.Key_M:
             self._apply("roadmap", 0.0 if imaging.roadmap_enabled else 1.0)
+        elif key == Qt.Key.Key_Tab:  # hand on the other device (wire <-> catheter)
+            on_wire = getattr(self.session.rod, "selected", "catheter") == "guidewire"
+            self._apply("select_device", 0.0 if on_wire else 1.0)
         elif key == Qt.Key.Key_V:
             self.plotter.interactor.setVisible(not self.plotter.interactor.isVisible())
         else:
@@ -444,7 +449,7 @@ class MainWindow(QMainWindow):
         beam = "ON" if s.imaging.live else "off"
         self.hud.setText(
             f"time      {s.time:7.1f} s\n"
-            f"device    {s.spec.name}\n"
+            f"device    {s.rod.spec.name}\n"
             f"depth     {state.depth * 1000:7.1f} mm\n"
             f"rotation  {state.hub_angle * 57.29578:7.0f} deg\n"
             f"tip force {force:7.2f} N  {'#' * min(int(force / 0.25), 20)}\n"

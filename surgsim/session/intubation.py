@@ -589,7 +589,8 @@ def scripted_attempt(variant: str = "adult", kind: str = "expert", blade: str = 
     planned on the lumen's signed distance, to the depth mark ``depth_m`` at the incisors
     (approximately); cuff up, ventilate, finish.
     """
-    from surgsim.cases.airway_phantom import PARAMS, design as make_design
+    from surgsim.cases.airway_phantom import PARAMS
+    from surgsim.cases.airway_phantom import design as make_design
     from surgsim.instruments.airway import BLADES, TUBES
     from surgsim.physics.airway import start_poses
 

@@ -33,6 +33,7 @@ ACTIONS: dict[str, tuple[str, float, float]] = {
     "carm_lao": ("rad", -np.pi / 2, np.pi / 2),  # C-arm LAO (+) / RAO (-)
     "carm_cran": ("rad", -np.pi / 4, np.pi / 4),  # C-arm cranial (+) / caudal (-)
     "roadmap": ("on/off", 0.0, 1.0),  # show the last contrast image as an overlay
+    "select_device": ("index", 0.0, 1.0),  # hand on the catheter (0) or the guidewire (1)
     "finish": ("", 0.0, 0.0),  # end the attempt
 }
 #: Hand injection rate, ml/s.
@@ -69,6 +70,7 @@ class Session:
 
     def __init__(self, scenario, case, seed: int | None = None):
         from surgsim.instruments.catheter import CATALOGUE
+        from surgsim.physics.coaxial import CoaxialSolver
         from surgsim.physics.rod import RodSolver
         from surgsim.session.imaging import Imaging
 
@@ -78,24 +80,34 @@ class Session:
         self.dt = DT
         if not scenario.instruments:
             raise ScenarioError(f"scenario {scenario.id}: no instruments listed")
-        instrument = scenario.instruments[0]
-        try:
-            self.spec = CATALOGUE[instrument.device]
-        except KeyError as exc:
-            raise ScenarioError(
-                f"scenario {scenario.id}: instruments[0].device {instrument.device!r} is not in the "
-                f"device catalogue ({', '.join(sorted(CATALOGUE))})"
-            ) from exc
+        specs = [self._device_spec(i, instrument, CATALOGUE)
+                 for i, instrument in enumerate(scenario.instruments)]
         distance = case.distance
-        self.rod = RodSolver(
-            self.spec,
-            distance.values,
-            distance.voxel_from_world,
-            case.access,
-            case.access_direction,
-            dt=DT,
-            initial_depth=scenario.start.initial_depth_m, damping=DAMPING,
-        )
+        catheters = [sp for sp in specs if sp.kind == "catheter"]
+        wires = [sp for sp in specs if sp.kind == "guidewire"]
+        if catheters and wires:
+            # a guidewire inside a catheter: one coaxial rod, the hand on one device at a time
+            self.spec = catheters[0]
+            self.rod = CoaxialDrive(
+                CoaxialSolver(
+                    catheters[0], wires[0], distance.values, distance.voxel_from_world,
+                    case.access, case.access_direction, dt=DT,
+                    catheter_depth=scenario.start.initial_depth_m,
+                    wire_depth=scenario.start.initial_depth_m + 0.02, damping=DAMPING,
+                ),
+                catheters[0], wires[0],
+            )
+        else:
+            self.spec = specs[0]
+            self.rod = RodSolver(
+                self.spec,
+                distance.values,
+                distance.voxel_from_world,
+                case.access,
+                case.access_direction,
+                dt=DT,
+                initial_depth=scenario.start.initial_depth_m, damping=DAMPING,
+            )
         rotation = scenario.start.hub_rotation
         if rotation:
             self.rod.step(0.0, rotation)
@@ -114,6 +126,26 @@ class Session:
         self._record()
 
     # ------------------------------------------------------------------ setup
+    def _device_spec(self, index: int, instrument, catalogue):
+        """The catalogue device of ``instruments[index]`` with the scenario's overrides."""
+        from dataclasses import replace
+
+        try:
+            spec = catalogue[instrument.device]
+        except KeyError as exc:
+            raise ScenarioError(
+                f"scenario {self.scenario.id}: instruments[{index}].device {instrument.device!r} is not "
+                f"in the device catalogue ({', '.join(sorted(catalogue))})"
+            ) from exc
+        changes = {}
+        if instrument.length_m is not None:
+            changes["length"] = instrument.length_m
+        if instrument.n_nodes is not None:
+            changes["n_nodes"] = instrument.n_nodes
+        if instrument.tip_angle is not None:
+            changes["tip_angle"] = instrument.tip_angle
+        return replace(spec, **changes) if changes else spec
+
     def _resolve_target(self, t) -> Target:
         branches = self.case.centerlines.branches
         if t.label not in branches:
@@ -158,6 +190,10 @@ class Session:
             self._finish("trainee")
         elif action in ("advance", "rotate"):
             self.commands[action] = value
+        elif action == "select_device":
+            if isinstance(self.rod, CoaxialDrive):
+                self.rod.select("guidewire" if value >= 0.5 else "catheter")
+            self.commands["advance"] = self.commands["rotate"] = 0.0  # the hand lets go
         elif action == "pedal":
             imaging.set_pedal(value >= 0.5)
         elif action == "cine":
@@ -274,6 +310,59 @@ class Session:
         from surgsim.scoring.rubric import score
 
         return score(self.log(), self.scenario)
+
+
+class CoaxialDrive:
+    """A guidewire inside a catheter driven by one hand: the session's advance and
+    rotate go to the selected device. Presents the :class:`RodSolver` interface the
+    session, scene and fluoroscopy read (``run``, ``state``, ``positions``,
+    ``take_mean_contact_force``); ``state().depth``/``hub_angle`` are the selected
+    device's, ``tip_position`` the leading tip's.
+    """
+
+    def __init__(self, solver, catheter, wire) -> None:
+        self.solver = solver
+        self.specs = {"catheter": catheter, "guidewire": wire}
+        self.selected = "catheter"
+
+    @property
+    def spec(self):
+        """The selected device's spec."""
+        return self.specs[self.selected]
+
+    def select(self, device: str) -> None:
+        if device not in self.specs:
+            raise ValueError(f"unknown device {device!r}; choose catheter or guidewire")
+        self.selected = device
+
+    def run(self, n_steps: int, advance_per_step: float = 0.0, rotate_per_step: float = 0.0) -> None:
+        if self.selected == "guidewire":
+            self.solver.run(n_steps, wire_advance=advance_per_step, wire_rotate=rotate_per_step)
+        else:
+            self.solver.run(n_steps, catheter_advance=advance_per_step, catheter_rotate=rotate_per_step)
+
+    def step(self, advance: float = 0.0, rotate: float = 0.0) -> None:
+        self.run(1, advance, rotate)
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.solver.positions
+
+    def take_mean_contact_force(self) -> np.ndarray:
+        return self.solver.take_mean_contact_force()
+
+    def state(self):
+        from surgsim.physics.rod import RodState
+
+        s = self.solver.state()
+        held = s.wire if self.selected == "guidewire" else s.catheter
+        lead = s.wire if s.leading == "wire" else s.catheter
+        return RodState(
+            positions=s.positions, velocities=s.velocities, depth=held.depth,
+            hub_angle=held.hub_angle, contact_force=s.contact_force, in_contact=s.in_contact,
+            inside=s.inside, tip_position=lead.tip_position, tip_direction=lead.tip_direction,
+            step=s.step, push_force=held.push_force,
+        )
 
 
 def play(session: Session, inputs: list[InputEvent], max_steps: int | None = None) -> Session:

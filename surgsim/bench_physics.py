@@ -101,6 +101,52 @@ def bench_rod(case, spec, steps: int, warmup_depth: float = WARMUP_DEPTH) -> dic
     }
 
 
+def bench_coaxial(case, catheter, wire, steps: int, warmup_depth: float = WARMUP_DEPTH,
+                  n_nodes: int = 200) -> dict:
+    """Steps per second of a guidewire inside a catheter (one coaxial rod of ``n_nodes``)
+    pushed together into the case's vessel, timed like :func:`bench_rod`."""
+    from surgsim.physics.coaxial import CoaxialSolver
+
+    dist = case.distance
+    rod = CoaxialSolver(catheter, wire, dist.values, dist.voxel_from_world, case.access,
+                        case.access_direction, dt=DT, catheter_depth=0.02, wire_depth=0.04,
+                        damping=0.1, n_nodes=n_nodes)
+    warm = 0
+    while rod.catheter_depth < warmup_depth - 1e-9 and warm < 100_000:
+        rod.run(10, WARMUP_SPEED * DT, 0.0, WARMUP_SPEED * DT, 0.0)
+        warm += 10
+    adv = PUSH_SPEED * DT
+    contact_steps = 0
+    pen = 0.0
+    wall = 0.0
+    done = 0
+    while done < steps:
+        n = min(10, steps - done)
+        t0 = time.perf_counter()
+        rod.run(n, adv, 0.0, adv, 0.0)
+        wall += time.perf_counter() - t0
+        done += n
+        state = rod.state()
+        if state.in_contact.any():
+            contact_steps += n
+        inside = state.inside
+        radius = rod.contact_radius()[inside] if inside.any() else np.zeros(0)
+        if inside.any():
+            phi = dist.sample(state.positions[inside])
+            pen = max(pen, float(np.max(phi + radius, initial=0.0)))
+    return {
+        "nodes": n_nodes,
+        "steps": steps,
+        "wall_s": wall,
+        "steps_per_s": steps / wall if wall > 0 else float("inf"),
+        "warmup_steps": warm,
+        "contact_fraction": contact_steps / max(steps, 1),
+        "catheter_depth_m": rod.catheter_depth,
+        "wire_depth_m": rod.wire_depth,
+        "max_penetration_m": pen,
+    }
+
+
 def _write_obj(mesh, path: str, open_below: tuple[np.ndarray, np.ndarray] | None) -> int:
     """Write a triangle mesh as OBJ; drop the faces behind the access plane (open the entry)."""
     pts = np.asarray(mesh.points, dtype=float)
@@ -342,6 +388,8 @@ def run_physics_bench(json_out: bool = False, steps: int = 3000, warmup_depth: f
                  "case": {"triangles": int(case.mesh.n_cells), "case_id": case.case_id}}
     res["rod_100"] = bench_rod(case, cath, steps, warmup_depth)
     res["rod_200"] = bench_rod(case, long, steps, warmup_depth)
+    res["coaxial_200"] = bench_coaxial(case, CATALOGUE["angled_5fr"], CATALOGUE["guidewire_035"],
+                                       steps, warmup_depth)
     pb_steps = min(steps, 1000) if pybullet_steps is None else pybullet_steps
     res["pybullet_100"] = bench_pybullet(case, cath, pb_steps, warmup_depth)
     res["speedup_vs_pybullet"] = res["rod_100"]["steps_per_s"] / res["pybullet_100"]["steps_per_s"]
@@ -355,7 +403,8 @@ def run_physics_bench(json_out: bool = False, steps: int = 3000, warmup_depth: f
     r1, r2, pb, cl = res["rod_100"], res["rod_200"], res["pybullet_100"], res["cantilever"]
     print(f"surgsim bench physics (default case, {res['case']['triangles']:,} triangles, dt = 1 ms, "
           f"push {PUSH_SPEED} m/s)")
-    for name, r in (("rod 100 nodes", r1), ("rod 200 nodes", r2)):
+    for name, r in (("rod 100 nodes", r1), ("rod 200 nodes", r2),
+                    ("coaxial wire + catheter 200 nodes", res["coaxial_200"])):
         print(f"  {name}: {r['steps_per_s']:,.0f} steps/s ({r['steps_per_s'] * DT:.1f}x real time), "
               f"in contact {100 * r['contact_fraction']:.0f} % of steps, "
               f"max penetration {1e3 * r['max_penetration_m']:.2f} mm")

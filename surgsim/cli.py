@@ -196,9 +196,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     from surgsim.session.session import Session, play
 
     scenario = load_scenario(_scenario_path(args.scenario))
-    inputs = load_inputs(Path(args.inputs))
-    case = load_case_for(scenario, progress=_progress_printer(args.json))
-    session = play(Session(scenario, case, seed=args.seed), inputs)
+    if scenario.procedure == "intubation":
+        # the airway session builds its own head-and-neck phantom and reads 4 ms input logs
+        from surgsim.session.intubation import IntubationSession
+        from surgsim.session.intubation import load_inputs as load_airway_inputs
+
+        session = play(IntubationSession(scenario, seed=args.seed), load_airway_inputs(Path(args.inputs)))
+    else:
+        inputs = load_inputs(Path(args.inputs))
+        case = load_case_for(scenario, progress=_progress_printer(args.json))
+        session = play(Session(scenario, case, seed=args.seed), inputs)
     log = session.log()
     result = session.score()
     attempt_id = None
@@ -257,8 +264,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 "keep that version; replay it from an exported bundle"
             )
         log, recorded, name = attempt.log, attempt.score, f"attempt {args.attempt}"
-    case = load_case_for(scenario)
-    session = replay(scenario, case, log)
+    if scenario.procedure == "intubation":
+        from surgsim.session.intubation import replay as replay_airway
+
+        session = replay_airway(scenario, log)
+    else:
+        session = replay(scenario, load_case_for(scenario), log)
     result = session.score()
     same = session.log().hash() == log.hash() and (recorded is None or abs(result.total - recorded) < 1e-9)
     shown = "n/a" if recorded is None else f"{recorded:.2f}"

@@ -66,3 +66,18 @@ def test_module_entry_point_prints_help():
     assert proc.returncode == 0
     for command in ("app", "dicom", "anatomy", "scenario", "run", "replay", "bench"):
         assert command in proc.stdout
+
+
+def test_run_and_replay_an_intubation_attempt(tmp_path, capsys):
+    """`surgsim run` dispatches on the scenario's procedure; replay reproduces the attempt."""
+    log = tmp_path / "airway.yaml"
+    log.write_text("dt: 0.004\ninputs:\n  - {t: 0.0, action: blade_vz, value: -0.01}\n"
+                   "  - {t: 0.6, action: blade_vz, value: 0.0}\n  - {t: 1.0, action: finish}\n")
+    db = f"sqlite:///{tmp_path / 'lab.db'}"
+    assert main(["run", "airway-adult-normal", "--inputs", str(log), "--trainee", "T-9", "--db", db,
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out[out.index("{"):])
+    assert result["scenario_id"] == "airway-adult-normal" and not result["passed"]
+    assert main(["replay", result["attempt_id"], "--db", db]) == 0
+    assert "identical" in capsys.readouterr().out

@@ -177,12 +177,11 @@ class MainWindow(QMainWindow):
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
 
     def _build_debrief_dock(self) -> None:
-        from surgsim.gui.debrief import DebriefPanel
-
-        self.debrief_panel = DebriefPanel()
+        # the full debrief (plots, a second 3D view) is built when the first attempt
+        # ends: it would cost start-up time for nothing
+        self.debrief_panel = None
         self.debrief_dock = QDockWidget("Debrief", self)
         self.debrief_dock.setObjectName("debrief_dock")
-        self.debrief_dock.setWidget(self.debrief_panel)
         self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.debrief_dock)
         self.debrief_dock.hide()  # shown when an attempt ends
 
@@ -347,6 +346,11 @@ class MainWindow(QMainWindow):
             for col, text in enumerate([m.name, value, m.unit, f"{m.sub_score:.0f}"]):
                 self.debrief.setItem(row, col, QTableWidgetItem(text))
         self.debrief.resizeColumnsToContents()
+        if self.debrief_panel is None:
+            from surgsim.gui.debrief import DebriefPanel
+
+            self.debrief_panel = DebriefPanel()
+            self.debrief_dock.setWidget(self.debrief_panel)
         self.debrief_panel.show_result(result, self.session.log(), self.scenario, self.case)
         self.debrief_dock.show()
         self.attempt_finished.emit(result)

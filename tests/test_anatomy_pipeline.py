@@ -237,3 +237,22 @@ def test_real_j2k_abdominal_ct_gives_the_aorta_from_a_seed(tmp_path):
     extent = b[:, 1] - b[:, 0]
     assert extent[0] < 35e-3 and extent[1] < 45e-3  # one vessel in plane, not the spine
     assert extent[2] > 35e-3  # runs through the 20 slices (38 mm)
+
+
+@pytest.mark.realdata
+def test_real_j2k_abdominal_ct_auto_seed_finds_the_aorta():
+    """No seed: the automatic choice is the aorta (round, uniform, anterior to the vertebra),
+    so the mesh encloses the point a user would click in it, and holds nothing else."""
+    import pyvista as pv
+
+    folder = _real(SHARED / "dicom" / "abdomen-ct-j2k-empty-series-uid")
+    res = build_anatomy(folder, "vessels", with_centerlines=False, use_cache=False)
+    assert res.report["watertight"] and res.report["manifold"]
+    seed = np.array([8.3, -147.4, -784.5]) * 1e-3  # inside the aortic lumen (LPS metres)
+    inside = pv.PolyData(seed.reshape(1, 3)).select_enclosed_points(res.mesh, check_surface=True)
+    assert bool(inside["SelectedPoints"][0])
+    # the aorta alone: the same 12-25 ml and in-plane extent as the seeded build
+    assert 12e-6 < res.report["volume_m3"] < 25e-6
+    b = np.asarray(res.mesh.bounds).reshape(3, 2)
+    extent = b[:, 1] - b[:, 0]
+    assert extent[0] < 35e-3 and extent[1] < 45e-3 and extent[2] > 35e-3

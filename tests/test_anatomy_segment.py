@@ -191,3 +191,41 @@ def test_phantom_bone_and_skin(phantom):
     assert skin[vessels].all() and skin[segment(vol, "airway")].all()
     # the first slice's corners are outside air
     assert not skin[0, 0, 0] and not skin[-1, -1, -1]
+
+
+# --------------------------------------------------------------------------- fast morphology
+
+
+def test_fast_morphology_matches_scipy():
+    """The numpy dilation, erosion and hole filling give scipy.ndimage's results exactly."""
+    from scipy import ndimage
+
+    from surgsim.anatomy.segment import _bbox, _dilate, _erode, _fill_holes_cropped
+
+    rng = np.random.default_rng(7)
+    for trial in range(25):
+        shape = tuple(int(v) for v in rng.integers(1, 15, 3))
+        m = ndimage.gaussian_filter(rng.random(shape), rng.uniform(0.3, 1.5)) > rng.uniform(0.35, 0.6)
+        for it in (1, 2, 3):
+            assert np.array_equal(_dilate(m, it), ndimage.binary_dilation(m, iterations=it)), (trial, it)
+            assert np.array_equal(_erode(m, it), ndimage.binary_erosion(m, iterations=it)), (trial, it)
+        ref = m.copy()
+        if m.any():
+            sl = ndimage.find_objects(m.astype(np.uint8))[0]
+            ref[sl] = ndimage.binary_fill_holes(m[sl])
+            assert _bbox(m) == sl
+        else:
+            assert _bbox(m) is None
+        assert np.array_equal(_fill_holes_cropped(m), ref), trial
+
+
+def test_vessels_auto_seed_prefers_the_aorta_touching_a_uniform_vertebra():
+    """The synthetic vertebra is a uniform marrow cylinder ringed by cortex (round, bright,
+    and longer than the aorta): the seed still lands in the aorta, not in the bone."""
+    from surgsim.anatomy.segment import _aorta_seed, _smoothed, body_mask
+
+    vol, truth = _synthetic_ct(seed=1)
+    s = _smoothed(vol)
+    k, j, i = _aorta_seed(vol, s, body_mask(vol, s))
+    assert truth["aorta"][k, j, i]
+    assert not truth["bone"][k, j, i]

@@ -584,3 +584,66 @@ def test_slices_stream_into_one_preallocated_array(tmp_path):
     assert vol.array.nbytes == n * 96 * 96 * vol.array.dtype.itemsize
     # one volume plus a few float32 working slices and pydicom's per-file objects
     assert peak < vol.array.nbytes + 1_500_000, (peak, vol.array.nbytes)
+
+
+# ---------------------------------------------------------------------------
+# Direct reading of uncompressed pixels (fast path) agrees with pydicom
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("implicit", [False, True])
+def test_direct_native_read_matches_pydicom_with_unused_high_bits(tmp_path, signed, implicit):
+    """12 bits stored in 16 with garbage in the high bits, both VR encodings, a trailing element."""
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    from surgsim.dicom.load import _read_native_frame
+
+    rng = np.random.default_rng(3)
+    paths = make_series(tmp_path, n=3, shape=(12, 10), intercept=-1024.0)
+    expected = []
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, int(signed)
+        raw = rng.integers(0, 1 << 16, size=(12, 10), dtype=np.uint16)  # high bits set at random
+        ds.PixelData = raw.tobytes()
+        ds.add_new(0xFFFCFFFC, "OB", b"\x00" * 8)  # Data Set Trailing Padding after the pixels
+        if implicit:
+            ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+        ds.save_as(p, enforce_file_format=True)
+        expected.append(pydicom.dcmread(p).pixel_array)
+    info = discover(tmp_path).series[0]
+    from surgsim.dicom.load import _reread_headers
+
+    for h in _reread_headers(info):
+        direct = _read_native_frame(h)
+        assert direct is not None  # the fast path was taken
+        ref = pydicom.dcmread(h.path).pixel_array
+        np.testing.assert_array_equal(direct, ref)
+    vol = load_series(info)
+    # the volume holds pydicom's values rescaled (and clamped at -1024 HU), slice by slice
+    assert len(expected) == vol.shape[0]
+    for k, p in enumerate(info.files):
+        ref = pydicom.dcmread(p).pixel_array.astype(np.int32) - 1024
+        np.testing.assert_array_equal(vol.array[k], np.maximum(ref, -1024))
+    assert vol.array.dtype == np.int16
+
+
+def test_direct_native_read_declines_what_it_cannot_read(tmp_path):
+    """Compressed and multi-frame files go to pydicom (None from the fast path) and still load."""
+    from surgsim.dicom.load import _read_native_frame, _reread_headers
+
+    rle = tmp_path / "rle"
+    for p in make_series(rle, n=2):
+        ds = pydicom.dcmread(p)
+        ds.compress(RLELossless)
+        ds.save_as(p)
+    for h in _reread_headers(discover(rle).series[0]):
+        assert _read_native_frame(h) is None
+    mf = tmp_path / "mf"
+    mf.mkdir()
+    frames = _enhanced_ct(mf / "ENH", n=3)
+    for h in _reread_headers(discover(mf).series[0]):
+        assert _read_native_frame(h) is None
+    vol = load_series(mf)
+    np.testing.assert_array_equal(vol.array, np.maximum(frames.astype(np.int32) - 1024, -1024))

@@ -228,11 +228,24 @@ def _downsample(volume: Volume, factors: tuple[int, int, int]) -> Volume:
     fk, fj, fi = factors
     a = np.asarray(volume.array)
     nk, nj, ni = (a.shape[0] // fk) * fk, (a.shape[1] // fj) * fj, (a.shape[2] // fi) * fi
-    acc = np.zeros((nk // fk, nj // fj, ni // fi), dtype=np.float32)
-    for dk in range(fk):
-        for dj in range(fj):
-            for di in range(fi):
-                acc += a[dk:nk:fk, dj:nj:fj, di:ni:fi]
+    out = np.empty((nk // fk, nj // fj, ni // fi), dtype=np.float32)
+    # blocks of output planes (small temporaries that stay in cache); in each, sum
+    # along k, then j, then i (contiguous blocks first), each pass shrinking the data
+    step = max(1, (1 << 22) // max(1, nj * ni))
+    for k0 in range(0, nk // fk, step):
+        k1 = min(nk // fk, k0 + step)
+        acc = a[k0 * fk : k1 * fk, :nj, :ni]
+        summed = False
+        for axis, f in ((0, fk), (1, fj), (2, fi)):
+            if f == 1:
+                continue
+            lead = (slice(None),) * axis
+            total = acc[lead + (slice(0, None, f),)].astype(np.float32)
+            for d in range(1, f):
+                total += acc[lead + (slice(d, None, f),)]
+            acc, summed = total, True
+        out[k0:k1] = acc if summed else acc.astype(np.float32)
+    acc = out
     acc *= np.float32(1.0 / (fk * fj * fi))
     scale = np.eye(4)
     scale[0, 0], scale[1, 1], scale[2, 2] = fi, fj, fk
@@ -250,10 +263,12 @@ def segment_volume(volume: Volume, preset: str, seed: np.ndarray | None = None) 
 
     For the vessels preset with an automatic seed on a large volume (more than
     :data:`COARSE_TO_FINE_VOXELS`), the lumen is first found on a copy
-    downsampled by 2 along every axis finer than 1.5 mm; the full-resolution
-    segmentation then runs, seeded at the deepest point of that lumen, only in
-    its bounding box plus 8 mm. Same mask in practice, several times faster
-    and with a fraction of the memory.
+    downsampled by 2 along every axis finer than 1.5 mm (without boundary
+    refinement); the full-resolution segmentation then runs, seeded where the
+    automatic aorta seed was found (or at the deepest point of the lumen), only
+    in its bounding box plus 8 mm. If the lumen reaches a face of that window,
+    the whole volume is segmented from the same seed. Same mask in practice,
+    several times faster and with a fraction of the memory.
 
     Returns
     -------
@@ -261,32 +276,46 @@ def segment_volume(volume: Volume, preset: str, seed: np.ndarray | None = None) 
     """
     from scipy import ndimage
 
-    from surgsim.anatomy.segment import array_spacing, segment
+    from surgsim.anatomy.segment import (
+        _bbox,
+        _smoothed,
+        array_spacing,
+        segment,
+        segment_vessels_with_seed,
+    )
 
     if preset != "vessels" or seed is not None or int(np.prod(volume.shape)) <= COARSE_TO_FINE_VOXELS:
         return segment(volume, preset, seed=seed)
     sp = array_spacing(volume.world_from_voxel)
     factors = tuple(2 if s < 1.5e-3 else 1 for s in sp)
     coarse_vol = _downsample(volume, factors)  # type: ignore[arg-type]
-    coarse = segment(coarse_vol, preset)
-    csp = array_spacing(coarse_vol.world_from_voxel)
-    sl = ndimage.find_objects(coarse.astype(np.uint8))[0]
-    depth = ndimage.distance_transform_edt(np.pad(coarse[sl], 1), sampling=csp)
-    deepest = np.asarray(np.unravel_index(int(np.argmax(depth)), depth.shape)) - 1
-    deepest += [x.start for x in sl]
-    seed_w = coarse_vol.to_world(np.asarray(deepest[::-1], dtype=float))[0]
+    # the coarse lumen only places the fine window and the seed: no boundary refinement
+    coarse, seed_w = segment_vessels_with_seed(coarse_vol, _smoothed(coarse_vol), None, refine=False)
+    sl = _bbox(coarse)
+    if seed_w is None:  # fallback choice (no aorta-like tube): seed at the lumen's deepest point
+        csp = array_spacing(coarse_vol.world_from_voxel)
+        depth = ndimage.distance_transform_edt(np.pad(coarse[sl], 1), sampling=csp)
+        deepest = np.asarray(np.unravel_index(int(np.argmax(depth)), depth.shape)) - 1
+        deepest += [x.start for x in sl]
+        seed_w = coarse_vol.to_world(np.asarray(deepest[::-1], dtype=float))[0]
+        del depth
     margin = np.ceil(8e-3 / sp).astype(int)
     f = np.asarray(factors)
     box = tuple(
         slice(max(0, x.start * fa - m), min(n, x.stop * fa + m))
         for x, fa, m, n in zip(sl, f, margin, volume.shape, strict=True)
     )
-    del coarse, depth, coarse_vol
+    del coarse, coarse_vol
     shift = np.eye(4)
     shift[:3, 3] = [box[2].start, box[1].start, box[0].start]
     crop = Volume(array=volume.array[box], world_from_voxel=np.asarray(volume.world_from_voxel) @ shift,
                   modality=volume.modality, series_uid=volume.series_uid)
     fine = segment(crop, preset, seed=seed_w)
+    for ax in range(3):
+        lo_face = box[ax].start > 0 and np.take(fine, 0, axis=ax).any()
+        hi_face = box[ax].stop < volume.shape[ax] and np.take(fine, fine.shape[ax] - 1, axis=ax).any()
+        if lo_face or hi_face:  # the lumen leaves the window: segment the whole volume instead
+            return segment(volume, preset, seed=seed_w)
     out = np.zeros(volume.shape, dtype=bool)
     out[box] = fine
     return out

@@ -75,17 +75,81 @@ def _fmt_mm(point: np.ndarray) -> str:
 
 
 def _smoothed(volume: Volume) -> np.ndarray:
-    arr = np.asarray(volume.array, dtype=np.float32)
+    arr = np.asarray(volume.array)
+    if arr.dtype not in (np.int16, np.uint8, np.int8, np.uint16, np.float32):
+        arr = arr.astype(np.float32)
+    # integer input is read directly (exact in float32): no float copy of the volume
     return ndimage.gaussian_filter(arr, _SMOOTH_SIGMA_VOXELS, output=np.float32, truncate=3.0)
 
 
+def _bbox(mask: np.ndarray) -> tuple[slice, ...] | None:
+    """Bounding box of the true voxels (``None`` when there are none)."""
+    idx = []
+    for ax in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != ax)
+        nz = np.flatnonzero(mask.any(axis=other))
+        if nz.size == 0:
+            return None
+        idx.append(slice(int(nz[0]), int(nz[-1]) + 1))
+    return tuple(idx)
+
+
+def _dilate(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndimage.binary_dilation(mask, iterations=n)`` (6-connected cross), about 10x faster.
+
+    Parameters
+    ----------
+    mask : (nk, nj, ni) bool
+
+    Returns
+    -------
+    (nk, nj, ni) bool
+    """
+    m = np.asarray(mask, dtype=bool)
+    for _ in range(iterations):
+        out = m.copy()
+        out[1:] |= m[:-1]
+        out[:-1] |= m[1:]
+        out[:, 1:] |= m[:, :-1]
+        out[:, :-1] |= m[:, 1:]
+        out[:, :, 1:] |= m[:, :, :-1]
+        out[:, :, :-1] |= m[:, :, 1:]
+        m = out
+    return m if iterations > 0 else m.copy()
+
+
+def _erode(mask: np.ndarray, iterations: int = 1) -> np.ndarray:
+    """``ndimage.binary_erosion(mask, iterations=n)`` (6-connected cross, outside = False)."""
+    m = np.asarray(mask, dtype=bool)
+    for _ in range(iterations):
+        out = m.copy()
+        out[1:] &= m[:-1]
+        out[:-1] &= m[1:]
+        out[:, 1:] &= m[:, :-1]
+        out[:, :-1] &= m[:, 1:]
+        out[:, :, 1:] &= m[:, :, :-1]
+        out[:, :, :-1] &= m[:, :, 1:]
+        out[0] = out[-1] = False
+        out[:, 0] = out[:, -1] = False
+        out[:, :, 0] = out[:, :, -1] = False
+        m = out
+    return m if iterations > 0 else m.copy()
+
+
 def _fill_holes_cropped(mask: np.ndarray) -> np.ndarray:
-    """3D hole filling restricted to the mask's bounding box (same result, faster)."""
-    if not mask.any():
+    """3D hole filling (6-connected background) restricted to the mask's bounding box.
+
+    Same result as ``ndimage.binary_fill_holes``: the background is labelled
+    once in the padded box and every part not connected to the padding is
+    filled (one labelling pass instead of an iterated dilation).
+    """
+    sl = _bbox(mask)
+    if sl is None:
         return mask
-    sl = ndimage.find_objects(mask.astype(np.uint8))[0]
+    sub = np.pad(~mask[sl], 1, constant_values=True)
+    labels, _ = ndimage.label(sub)
     out = mask.copy()
-    out[sl] = ndimage.binary_fill_holes(mask[sl])
+    out[sl] = (labels != labels[0, 0, 0])[1:-1, 1:-1, 1:-1]
     return out
 
 
@@ -134,10 +198,15 @@ def body_mask(volume: Volume, smoothed: np.ndarray | None = None) -> np.ndarray:
     air = s < AIR_HU
     struct = _inplane_structure(axis)
     labels, n = ndimage.label(air, structure=struct)
-    outside = np.isin(labels, _border_labels(labels, skip_axis=axis)) if n else air
-    body = ~outside
-    # fill each axial slice (lungs and airway are holes of the body outline)
-    body = ndimage.binary_fill_holes(body, structure=struct)
+    if n:
+        is_border = np.zeros(n + 1, dtype=bool)
+        is_border[_border_labels(labels, skip_axis=axis)] = True
+        body = ~is_border[labels]
+    else:
+        body = ~air
+    # Lungs and airway (air not connected in-plane to the slice border) are kept:
+    # they are exactly the in-plane holes of the outline, so no hole filling is needed.
+    del labels
     body = _largest_component(body)
     return body
 
@@ -161,13 +230,235 @@ def _circular_blob(mask2d: np.ndarray, pixel_area: float) -> tuple[bool, float]:
     return bool(fill > 0.7 and aspect > 0.5 and sizes[lab] >= 12), float(sizes[lab] * pixel_area)
 
 
+#: Lumen band searched by the automatic aorta seed (HU): low enough for portal-venous contrast.
+AORTA_SEARCH_HU = 120.0
+#: In-plane erosion depth that separates a lumen from what it touches (vertebra, organs), metres.
+AORTA_CORE_DEPTH = 4e-3
+#: Aortic lumen radius range accepted by the automatic seed, metres.
+AORTA_RADIUS = (6e-3, 25e-3)
+#: Largest HU standard deviation inside a lumen core (cancellous bone is far less uniform).
+AORTA_MAX_STD_HU = 40.0
+
+
+def _erode_inplane(mask: np.ndarray, axis: int, iterations: int) -> np.ndarray:
+    """Erosion by a 4-connected cross within the planes normal to ``axis`` (outside = False)."""
+    m = np.asarray(mask, dtype=bool)
+    others = [a for a in range(3) if a != axis]
+    for _ in range(iterations):
+        out = m.copy()
+        for a in others:
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[a], hi[a] = slice(1, None), slice(None, -1)
+            out[tuple(lo)] &= m[tuple(hi)]
+            out[tuple(hi)] &= m[tuple(lo)]
+            edge = [slice(None)] * 3
+            edge[a] = 0
+            out[tuple(edge)] = False
+            edge[a] = -1
+            out[tuple(edge)] = False
+        m = out
+    return m
+
+
+def _dilate_inplane(mask: np.ndarray, axis: int, iterations: int) -> np.ndarray:
+    """Dilation by a 4-connected cross within the planes normal to ``axis``."""
+    m = np.asarray(mask, dtype=bool)
+    others = [a for a in range(3) if a != axis]
+    for _ in range(iterations):
+        out = m.copy()
+        for a in others:
+            lo = [slice(None)] * 3
+            hi = [slice(None)] * 3
+            lo[a], hi[a] = slice(1, None), slice(None, -1)
+            out[tuple(lo)] |= m[tuple(hi)]
+            out[tuple(hi)] |= m[tuple(lo)]
+        m = out
+    return m
+
+
+def _aorta_seed(volume: Volume, s: np.ndarray, body: np.ndarray) -> tuple[int, int, int] | None:
+    """Voxel ``(k, j, i)`` inside the aorta's lumen, or ``None`` when no candidate fits.
+
+    The aorta is a large, round, uniformly bright tube near the midline, anterior
+    to (and often touching) the vertebral body, persistent over many slices.
+    Voxels of the body between :data:`AORTA_SEARCH_HU` and the top of the
+    vessel band are eroded in plane by :data:`AORTA_CORE_DEPTH`, which cuts a
+    lumen from the bone or organ it touches; the eroded cores are labelled in
+    3D (tubes). A candidate must have a lumen radius within
+    :data:`AORTA_RADIUS`, uniform HU (:data:`AORTA_MAX_STD_HU`: cancellous bone
+    is not), round cross-sections, surroundings darker than the lumen (a
+    vertebral body's marrow is ringed by brighter cortex) and a length of at least half the
+    scan (or 25 mm). The longest, widest candidate near the midline wins.
+    """
+    w = np.asarray(volume.world_from_voxel, dtype=float)
+    axis, _ = axial_axis(w)
+    sp = array_spacing(w)
+    others = [a for a in range(3) if a != axis]
+    px = float(np.sqrt(sp[others[0]] * sp[others[1]]))
+    n_erode = max(1, int(round(AORTA_CORE_DEPTH / px)))
+    depth = n_erode * px
+    band = (s >= AORTA_SEARCH_HU) & (s <= VESSEL_HU[1]) & body
+    core = _erode_inplane(band, axis, n_erode)
+    labels, n = ndimage.label(core)
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    objects = ndimage.find_objects(labels)
+    span = np.array([o[axis].stop - o[axis].start for o in objects], dtype=float)
+    length = span * sp[axis]
+    area = sizes[1:] * px * px / span  # mean core cross-section, m^2
+    radius = np.sqrt(area / np.pi) + depth  # lumen radius estimate
+    extent = s.shape[axis] * sp[axis]
+    min_len = min(25e-3, 0.5 * extent)
+    ok = (length >= min_len - 1e-9) & (radius >= AORTA_RADIUS[0]) & (radius <= AORTA_RADIUS[1])
+    cand = np.flatnonzero(ok) + 1
+    if cand.size == 0:
+        return None
+    # HU mean and spread of each core (over the core voxels only: one pass)
+    lab_of = labels[core]
+    vals = s[core].astype(np.float64)
+    total = np.bincount(lab_of, weights=vals, minlength=n + 1)
+    total2 = np.bincount(lab_of, weights=vals * vals, minlength=n + 1)
+    mean = total[cand] / sizes[cand]
+    std = np.sqrt(np.maximum(total2[cand] / sizes[cand] - mean * mean, 0.0))
+    del lab_of, vals
+    keep = std <= AORTA_MAX_STD_HU
+    cand, mean = cand[keep], mean[keep]
+    if cand.size == 0:
+        return None
+    # body midline (patient left-right) for the position prior
+    bsl = _bbox(body)
+    body_centre = np.array([(x.start + x.stop - 1) / 2.0 for x in bsl])[::-1]  # (i, j, k)
+    centre_w = volume.to_world(body_centre.reshape(1, 3))[0]
+    best = None
+    for idx, lab in enumerate(cand):
+        lab = int(lab)
+        sl = objects[lab - 1]
+        pad = n_erode + 4
+        box = tuple(
+            slice(x.start, x.stop) if a == axis else slice(max(0, x.start - pad), min(s.shape[a], x.stop + pad))
+            for a, x in enumerate(sl)
+        )
+        c = labels[box] == lab
+        # round cross-sections: fill of the bounding ellipse and aspect, on up to 7 planes
+        planes = np.unique(np.linspace(0, c.shape[axis] - 1, 7).round().astype(int))
+        fills, aspects = [], []
+        for p in planes:
+            plane = np.take(c, p, axis=axis)
+            if not plane.any():
+                continue
+            rows = np.flatnonzero(plane.any(axis=1))
+            cols = np.flatnonzero(plane.any(axis=0))
+            h = (rows[-1] - rows[0] + 1) * sp[others[0]]
+            wd = (cols[-1] - cols[0] + 1) * sp[others[1]]
+            a_px = np.count_nonzero(plane) * sp[others[0]] * sp[others[1]]
+            fills.append(a_px / (np.pi / 4.0 * h * wd))
+            aspects.append(min(h, wd) / max(h, wd))
+        if not fills or np.median(fills) < 0.6 or np.median(aspects) < 0.6:
+            continue
+        # not a bone marrow cylinder: the ring just outside the lumen is not cortex
+        lumen = _dilate_inplane(c, axis, n_erode + 1) & band[box]
+        ring = _dilate_inplane(lumen, axis, 2) & ~lumen
+        ring_vals = s[box][ring]
+        if ring_vals.size and float(np.median(ring_vals)) > float(mean[idx]) - 50.0:
+            continue  # brighter around than inside: marrow within a cortex, not a lumen
+        k0 = c.shape[axis] // 2
+        mid = np.take(c, k0, axis=axis)
+        if not mid.any():
+            mid_idx = int(np.argmax(c.sum(axis=tuple(others))))
+            k0, mid = mid_idx, np.take(c, mid_idx, axis=axis)
+        pts = np.argwhere(mid)
+        centre2 = pts.mean(axis=0)
+        p2 = pts[np.argmin(((pts - centre2) ** 2).sum(axis=1))]
+        seed = [0, 0, 0]
+        seed[axis] = box[axis].start + k0
+        seed[others[0]] = box[others[0]].start + int(p2[0])
+        seed[others[1]] = box[others[1]].start + int(p2[1])
+        pos_w = volume.to_world(np.asarray(seed[::-1], dtype=float).reshape(1, 3))[0]
+        dx = float(pos_w[0] - centre_w[0])  # + toward the patient's left
+        off = max(0.0, abs(dx - 10e-3) - 30e-3) / 20e-3
+        score = float(length[lab - 1] * radius[lab - 1]) / (1.0 + off * off)
+        if best is None or score > best[0]:
+            best = (score, (int(seed[0]), int(seed[1]), int(seed[2])))
+    return None if best is None else best[1]
+
+
 def _segment_vessels(volume: Volume, s: np.ndarray, seed: np.ndarray | None) -> np.ndarray:
+    return segment_vessels_with_seed(volume, s, seed)[0]
+
+
+def segment_vessels_with_seed(
+    volume: Volume, s: np.ndarray, seed: np.ndarray | None, refine: bool = True
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Vessel lumen mask and the seed it grew from.
+
+    Parameters
+    ----------
+    volume : Volume
+    s : (nk, nj, ni) float32
+        The volume smoothed as :func:`segment` does.
+    seed : (3,) float, metres (LPS), or None
+        ``None``: the aorta is found by :func:`_aorta_seed` (or, failing that,
+        the largest tubular contrast component is taken).
+    refine : bool
+        Move the boundary to the half-way level and fill holes (``False`` for
+        a quick coarse mask).
+
+    Returns
+    -------
+    mask : (nk, nj, ni) bool
+    seed : (3,) float, metres, or None
+        The seed used (``None`` when the fallback choice was made).
+    """
     lo, hi = VESSEL_HU
-    if seed is not None:
-        lo = _seeded_lower_threshold(volume, s, seed, lo)
-    cand = (s >= lo) & (s <= hi)
     if seed is None:
-        cand &= body_mask(volume, s)  # the CT table and outside objects are not vessels
+        body = body_mask(volume, s)
+        found = _aorta_seed(volume, s, body)
+        if found is None:
+            return _segment_vessels_largest(volume, s, body, refine), None
+        seed = volume.to_world(np.asarray(found[::-1], dtype=float).reshape(1, 3))[0]
+    lo = _seeded_lower_threshold(volume, s, seed, lo)
+    cand = (s >= lo) & (s <= hi)
+    sp = array_spacing(volume.world_from_voxel)
+    k, j, i = _world_to_index(volume, seed)
+    shape = cand.shape
+    if not (0 <= k < shape[0] and 0 <= j < shape[1] and 0 <= i < shape[2]):
+        raise AnatomyError(
+            f"vessels preset: seed {_fmt_mm(seed)} lies outside the volume; "
+            "pass --seed x,y,z (metres, LPS) inside the aorta"
+        )
+    labels, n = ndimage.label(cand)
+    if n == 0:
+        raise AnatomyError(
+            f"vessels preset: no voxel between {lo:.0f} and {hi:.0f} HU: this is not a "
+            "contrast CT; use the airway, bone or skin preset, or a contrast-enhanced series"
+        )
+    lab = int(labels[k, j, i])
+    if lab == 0:  # look for a contrast voxel within 3 voxels
+        r = 3
+        sl = tuple(slice(max(0, c - r), c + r + 1) for c in (k, j, i))
+        sub = labels[sl]
+        if sub.any():
+            idx = np.argwhere(sub > 0)
+            centre = np.array([k, j, i]) - np.array([x.start for x in sl])
+            best = idx[np.argmin(np.linalg.norm((idx - centre) * sp, axis=1))]
+            lab = int(sub[tuple(best)])
+    if lab == 0:
+        raise AnatomyError(
+            f"vessels preset: seed {_fmt_mm(seed)} has {float(s[k, j, i]):.0f} HU, outside "
+            f"the contrast range {lo:.0f}..{hi:.0f} HU; pass --seed x,y,z inside the "
+            "contrast-filled lumen of the aorta"
+        )
+    comp = labels == lab
+    comp = _cut_bone_leak(comp, s, (k, j, i), sp)
+    return (_fill_holes_cropped(_refine_boundary(comp, s)) if refine else comp), np.asarray(seed, dtype=float)
+
+
+def _segment_vessels_largest(volume: Volume, s: np.ndarray, body: np.ndarray, refine: bool = True) -> np.ndarray:
+    """Fallback automatic choice: the largest contrast component away from bone, tubular if possible."""
+    lo, hi = VESSEL_HU
+    cand = (s >= lo) & (s <= hi) & body  # the CT table and outside objects are not vessels
     labels, n = ndimage.label(cand)
     if n == 0:
         raise AnatomyError(
@@ -176,70 +467,43 @@ def _segment_vessels(volume: Volume, s: np.ndarray, seed: np.ndarray | None) -> 
         )
     sp = array_spacing(volume.world_from_voxel)
     voxel_ml = float(np.prod(sp)) * 1e6
-    if seed is not None:
-        k, j, i = _world_to_index(volume, seed)
-        shape = cand.shape
-        if not (0 <= k < shape[0] and 0 <= j < shape[1] and 0 <= i < shape[2]):
-            raise AnatomyError(
-                f"vessels preset: seed {_fmt_mm(seed)} lies outside the volume; "
-                "pass --seed x,y,z (metres, LPS) inside the aorta"
-            )
-        lab = int(labels[k, j, i])
-        if lab == 0:  # look for a contrast voxel within 3 voxels
-            r = 3
-            sl = tuple(slice(max(0, c - r), c + r + 1) for c in (k, j, i))
-            sub = labels[sl]
-            if sub.any():
-                idx = np.argwhere(sub > 0)
-                centre = np.array([k, j, i]) - np.array([x.start for x in sl])
-                best = idx[np.argmin(np.linalg.norm((idx - centre) * sp, axis=1))]
-                lab = int(sub[tuple(best)])
-        if lab == 0:
-            raise AnatomyError(
-                f"vessels preset: seed {_fmt_mm(seed)} has {float(s[k, j, i]):.0f} HU, outside "
-                f"the contrast range {lo:.0f}..{hi:.0f} HU; pass --seed x,y,z inside the "
-                "contrast-filled lumen of the aorta"
-            )
-        comp = labels == lab
-        comp = _cut_bone_leak(comp, s, (k, j, i), sp)
-    else:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        cortex = ndimage.binary_dilation(s > CORTEX_HU, iterations=2)
-        near_bone = np.bincount(labels[cortex], minlength=n + 1)
-        axis, sign = axial_axis(volume.world_from_voxel)
-        min_vox = max(1, int(1.0 / voxel_ml))  # at least 1 ml
-        order = np.argsort(sizes)[::-1]
-        best_plain = None
-        best_tubular = None
-        objects = ndimage.find_objects(labels)
-        pixel_area = float(np.prod(np.delete(sp, axis)))
-        for lab in order[:40]:
-            lab = int(lab)
-            if lab == 0 or sizes[lab] < min_vox:
-                break
-            if near_bone[lab] > 0.02 * sizes[lab]:
-                continue  # cancellous bone and bone edges
-            if best_plain is None:
-                best_plain = lab
-            # the lumen's most inferior cross-section should be a roughly circular blob
-            sl = objects[lab - 1]
-            lowest = sl[axis].start if sign > 0 else sl[axis].stop - 1
-            plane = np.take(labels[tuple(sl[a] if a != axis else slice(None) for a in range(3))],
-                            lowest, axis=axis) == lab
-            ok, area = _circular_blob(plane, pixel_area)
-            if ok and 20e-6 < area < 2500e-6:
-                best_tubular = lab
-                break
-        lab = best_tubular if best_tubular is not None else best_plain
-        if lab is None:
-            raise AnatomyError(
-                "vessels preset: no contrast-filled lumen found (every component between "
-                f"{lo:.0f} and {hi:.0f} HU is small or touches bone); pass --seed x,y,z "
-                "(metres, LPS) inside the aorta"
-            )
-        comp = labels == lab
-    return _fill_holes_cropped(_refine_boundary(comp, s))
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    cortex = _dilate(s > CORTEX_HU, 2)
+    near_bone = np.bincount(labels[cortex], minlength=n + 1)
+    axis, sign = axial_axis(volume.world_from_voxel)
+    min_vox = max(1, int(1.0 / voxel_ml))  # at least 1 ml
+    order = np.argsort(sizes)[::-1]
+    best_plain = None
+    best_tubular = None
+    objects = ndimage.find_objects(labels)
+    pixel_area = float(np.prod(np.delete(sp, axis)))
+    for lab in order[:40]:
+        lab = int(lab)
+        if lab == 0 or sizes[lab] < min_vox:
+            break
+        if near_bone[lab] > 0.02 * sizes[lab]:
+            continue  # cancellous bone and bone edges
+        if best_plain is None:
+            best_plain = lab
+        # the lumen's most inferior cross-section should be a roughly circular blob
+        sl = objects[lab - 1]
+        lowest = sl[axis].start if sign > 0 else sl[axis].stop - 1
+        plane = np.take(labels[tuple(sl[a] if a != axis else slice(None) for a in range(3))],
+                        lowest, axis=axis) == lab
+        ok, area = _circular_blob(plane, pixel_area)
+        if ok and 20e-6 < area < 2500e-6:
+            best_tubular = lab
+            break
+    lab = best_tubular if best_tubular is not None else best_plain
+    if lab is None:
+        raise AnatomyError(
+            "vessels preset: no contrast-filled lumen found (every component between "
+            f"{lo:.0f} and {hi:.0f} HU is small or touches bone); pass --seed x,y,z "
+            "(metres, LPS) inside the aorta"
+        )
+    comp = labels == lab
+    return _fill_holes_cropped(_refine_boundary(comp, s)) if refine else comp
 
 
 #: Lowest lower threshold a faint (portal-venous) lumen may lower the vessel band to (HU).
@@ -280,10 +544,10 @@ def _cut_bone_leak(comp: np.ndarray, s: np.ndarray, seed_kji: tuple[int, int, in
     bone) are cut; vessels thinner than that are lost too, which is why this
     runs only when bone is touched.
     """
-    sl = ndimage.find_objects(comp.astype(np.uint8))[0]
+    sl = _bbox(comp)
     sl = tuple(slice(max(0, x.start - 2), min(n, x.stop + 2)) for x, n in zip(sl, comp.shape, strict=True))
     c = comp[sl]
-    cortex = ndimage.binary_dilation(s[sl] > CORTEX_HU, iterations=2)
+    cortex = _dilate(s[sl] > CORTEX_HU, 2)
     if (c & cortex).sum() <= 0.02 * c.sum():
         return comp
     local = tuple(x - b.start for x, b in zip(seed_kji, sl, strict=True))
@@ -315,22 +579,23 @@ def _refine_boundary(comp: np.ndarray, s: np.ndarray) -> np.ndarray:
     mean of the lumen's median HU and the median HU of a thin shell around
     it, within one voxel of the first mask.
     """
-    sl = ndimage.find_objects(comp.astype(np.uint8))[0]
+    sl = _bbox(comp)
     sl = tuple(slice(max(0, x.start - 3), min(n, x.stop + 3)) for x, n in zip(sl, comp.shape, strict=True))
     c = comp[sl]
     v = s[sl]
-    core = ndimage.binary_erosion(c, iterations=2)
-    if core.sum() < 10:
+    core = _erode(c, 2)
+    if np.count_nonzero(core) < 10:
         return comp
-    shell = ndimage.binary_dilation(c, iterations=2) & ~c
-    if shell.sum() < 10:
+    d1 = _dilate(c, 1)
+    shell = _dilate(d1, 1) & ~c
+    if np.count_nonzero(shell) < 10:
         return comp
     lumen_hu = float(np.median(v[core]))
     tissue_hu = float(np.median(v[shell]))
     mid = 0.5 * (lumen_hu + tissue_hu)
     if not (tissue_hu + 50.0 < mid < lumen_hu - 50.0):
         return comp  # no clear contrast step: keep the threshold mask
-    grown = ndimage.binary_dilation(c, iterations=1) & (v >= mid) & (v <= VESSEL_HU[1])
+    grown = d1 & (v >= mid) & (v <= VESSEL_HU[1])
     labels, n = ndimage.label(grown)
     if n == 0:
         return comp
@@ -357,7 +622,7 @@ def _airway_seed(volume: Volume, s: np.ndarray, body: np.ndarray) -> tuple[int, 
         )
     objects = ndimage.find_objects(labels)
     extent = np.array([(o[axis].stop - o[axis].start) * sp[axis] for o in objects])
-    body_sl = ndimage.find_objects(body.astype(np.uint8))[0]
+    body_sl = _bbox(body)
     nslices = s.shape[axis]
     order = range(nslices - 1, -1, -1) if sign > 0 else range(nslices)
     inplane_axes = [a for a in range(3) if a != axis]
@@ -442,7 +707,7 @@ def _seed_component(
 
 
 def _grow_box(comp: np.ndarray, margin: np.ndarray) -> tuple[slice, ...]:
-    sl = ndimage.find_objects(comp.astype(np.uint8))[0]
+    sl = _bbox(comp)
     return tuple(
         slice(max(0, x.start - m), min(n, x.stop + m))
         for x, m, n in zip(sl, margin, comp.shape, strict=True)
@@ -500,7 +765,7 @@ def _segment_bone(volume: Volume, s: np.ndarray) -> np.ndarray:
     except AnatomyError:
         vessels = None
     if vessels is not None:
-        bone &= ~ndimage.binary_dilation(vessels, iterations=1)
+        bone &= ~_dilate(vessels, 1)
     labels, n = ndimage.label(bone)
     if n == 0:
         raise AnatomyError(

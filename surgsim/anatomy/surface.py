@@ -185,7 +185,10 @@ def surface_from_mask(
         Empty mask, or a surface that cannot be made closed.
     """
     import pyvista as pv
-    import vtk
+
+    # the two VTK modules needed, not ``import vtk`` (which loads every module: +0.5 s)
+    from vtkmodules.vtkCommonDataModel import vtkDataObject
+    from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkWindowedSincPolyDataFilter
 
     mask = np.asarray(mask)
     if mask.ndim != 3:
@@ -206,9 +209,9 @@ def surface_from_mask(
                          origin=(i0 - 1.0, j0 - 1.0, k0 - 1.0))
     image.point_data["mask"] = padded.ravel(order="C")  # C order on (k, j, i) = VTK x fastest
 
-    fe = vtk.vtkFlyingEdges3D()
+    fe = vtkFlyingEdges3D()
     fe.SetInputData(image)
-    fe.SetInputArrayToProcess(0, 0, 0, vtk.vtkDataObject.FIELD_ASSOCIATION_POINTS, "mask")
+    fe.SetInputArrayToProcess(0, 0, 0, vtkDataObject.FIELD_ASSOCIATION_POINTS, "mask")
     fe.SetValue(0, 0.5)
     fe.ComputeNormalsOff()
     fe.ComputeGradientsOff()
@@ -219,7 +222,7 @@ def surface_from_mask(
         raise AnatomyError("surface_from_mask: flying edges produced no triangles")
 
     if smooth_iterations > 0:
-        sm = vtk.vtkWindowedSincPolyDataFilter()
+        sm = vtkWindowedSincPolyDataFilter()
         sm.SetInputData(surf)
         sm.SetNumberOfIterations(int(smooth_iterations))
         sm.SetPassBand(float(passband))

@@ -11,8 +11,11 @@ sheared. Only geometry, rescale and pixels are read; no patient data is kept.
 from __future__ import annotations
 
 import math
+import os
+import struct
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +124,53 @@ def _decode_error(path: Path, ts: str, exc: BaseException) -> DicomSeriesError:
     )
 
 
+#: Uncompressed little-endian transfer syntaxes whose pixels are read straight from the file.
+_NATIVE_LE = {str(ImplicitVRLittleEndian): True, str(ExplicitVRLittleEndian): False}
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
+
+
+def _read_native_frame(h: _SliceHeader) -> np.ndarray | None:
+    """Pixels of an uncompressed little-endian 16-bit single-frame file, read directly.
+
+    The Pixel Data element is located in the file bytes and checked (VR, and a
+    length of exactly Rows x Columns x 2 that fits in the file); its values are
+    returned as pydicom would (unused high bits corrected). ``None`` when the
+    file is not such a file or the element cannot be found unambiguously: the
+    caller then decodes with pydicom.
+    """
+    implicit = _NATIVE_LE.get(h.transfer_syntax)
+    if implicit is None or h.frame is not None or not 1 <= h.bits_stored <= 16:
+        return None
+    try:
+        data = Path(h.path).read_bytes()
+    except OSError:
+        return None
+    need = h.rows * h.cols * 2
+    pos = data.find(_PIXEL_TAG, 128)
+    if pos < 0:
+        return None
+    if implicit:
+        (length,) = struct.unpack_from("<I", data, pos + 4)
+        start = pos + 8
+    else:
+        if data[pos + 4 : pos + 8] not in (b"OW\x00\x00", b"OB\x00\x00"):
+            return None
+        (length,) = struct.unpack_from("<I", data, pos + 8)
+        start = pos + 12
+    if length != need or start + need > len(data):
+        return None
+    arr = np.frombuffer(data, dtype="<i2" if h.signed else "<u2", count=h.rows * h.cols, offset=start)
+    arr = arr.reshape(h.rows, h.cols)
+    shift = 16 - h.bits_stored
+    if shift:
+        arr = np.right_shift(np.left_shift(arr, shift), shift)
+    return arr
+
+
 def _read_single_frame(h: _SliceHeader) -> np.ndarray:
+    fast = _read_native_frame(h)
+    if fast is not None:
+        return fast
     ts = ""
     try:
         with warnings.catch_warnings():
@@ -208,6 +257,35 @@ class _PlaneSource:
                 vals[below] = self.fill
                 self.clamped += n
         return vals
+
+    def int_values(self, h: _SliceHeader) -> tuple[np.ndarray, int, int, bool]:
+        """(rows, cols) int16 plane for an integer rescale (slope 1, integer intercept).
+
+        Same values as :meth:`values` rounded, computed in integers. Thread-safe:
+        returns the plane with its padded and clamped voxel counts and whether
+        values were clipped to the int16 range, instead of updating counters.
+        """
+        raw = self._raw(h)
+        vals = raw.astype(np.int32)
+        if h.intercept != 0.0:
+            vals += np.int32(round(h.intercept))
+        fill = int(self.fill)
+        padded = clamped = 0
+        if h.padding is not None:
+            lo, hi = h.padding
+            mask = (raw >= lo) & (raw <= hi) if lo != hi else (raw == lo)
+            padded = int(np.count_nonzero(mask))
+            if padded:
+                vals[mask] = fill
+        if self.clamp_ct:
+            below = vals < fill
+            clamped = int(np.count_nonzero(below))
+            if clamped:
+                vals[below] = fill
+        clipped = bool(vals.min() < _INT16.min or vals.max() > _INT16.max)
+        if clipped:
+            np.clip(vals, _INT16.min, _INT16.max, out=vals)
+        return vals.astype(np.int16), padded, clamped, clipped
 
     def on_grid(self, idx: int) -> np.ndarray:
         """Plane ``idx`` of the sorted slices moved onto the output in-plane grid."""
@@ -329,7 +407,33 @@ def load_series(
         if progress is not None and (k % 8 == 0 or k == nk - 1):
             progress(0.1 + 0.9 * (k + 1) / nk, f"loading slice {k + 1}/{nk}")
 
-    if not plan.uneven:
+    parallel = (
+        dtype == np.int16 and not plan.resampled and nk == n
+        and all(h.frame is None and h.slope == 1.0 for h in plan.slices)
+    )
+    if parallel:
+        # single-frame slices with an integer rescale: read, decode and store in a
+        # thread pool (file reads and numpy release the GIL); each task writes its
+        # own plane of ``out``; progress and cancellation stay in this thread.
+        def task(k: int) -> tuple[int, int, bool, tuple[int, int] | None]:
+            h = plan.slices[k]
+            plane, padded, clamped, clip = src.int_values(h)
+            out[k] = plane
+            return padded, clamped, clip, h.padding if padded else None
+
+        workers = max(1, min(4, os.cpu_count() or 1))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="surgsim-dicom")
+        try:
+            for k, (padded, clamped, clip, pad_range) in enumerate(pool.map(task, range(nk))):
+                src.padded += padded
+                src.clamped += clamped
+                if pad_range is not None:
+                    src.padding_values.add(pad_range)
+                clipped |= clip
+                report(k)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    elif not plan.uneven:
         for k in range(nk):
             clipped |= _store(out, k, src.on_grid(k))
             report(k)

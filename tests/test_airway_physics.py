@@ -69,14 +69,18 @@ def test_blade_pressing_on_the_upper_incisors_gives_a_bounded_tooth_force():
     d = design("adult", 0.3)
     blade, tube = BLADES["macintosh_3"], TUBES["ett_7_5"]
     bp, tp = start_poses(d, blade, tube)
-    # put the blade's palatal face 6 mm in front of the incisal edge, then push onto it
+    # put the blade's palatal face (-z, away from the handle) 6 mm from the incisal edge, 3 cm
+    # along the blade, then push the blade onto the tooth along that face's normal
     up = d.landmarks_mm["upper_incisor"] / 1000
-    heel = up + np.array([0.0, -0.006, 0.003]) - bp[1] @ np.array([0.03, 0.0, 0.0])
-    w = AirwayWorld(d, blade, tube, 0.004, (heel, bp[1]), tp, hand_force_n=40.0)
+    rot = bp[1]
+    n_pal = rot @ np.array([0.0, 0.0, -1.0])
+    pts, _ = blade.centerline(27)  # 5 mm apart
+    heel = up - 0.006 * n_pal - rot @ (pts[6] - [0.0, 0.0, 0.5 * blade.thickness_m])
+    w = AirwayWorld(d, blade, tube, 0.004, (heel, rot), tp, hand_force_n=40.0)
     try:
         peak = 0.0
         for _ in range(150):
-            w.move_hand(w.blade_hand, [0.0, 0.06, 0.0], [0, 0, 0], w.dt)
+            w.move_hand(w.blade_hand, 0.06 * n_pal, [0, 0, 0], w.dt)
             w.step()
             _, f = w.contact_force(w.blade, w.upper_teeth)
             peak = max(peak, f)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,10 +12,13 @@ from surgsim.scenarios.model import Scenario
 from surgsim.scoring.log import InputEvent
 from surgsim.session.intubation import (
     DT,
+    LOCATIONS,
     AirwayGeometry,
     IntubationSession,
+    load_inputs,
     parse_inputs,
     replay,
+    scripted_attempt,
     variant_of,
 )
 from surgsim.session.session import play
@@ -92,4 +97,80 @@ def test_blade_entry_counts_an_attempt_and_replay_is_identical():
     # apnoea: SaO2 never rises and the displayed SpO2 lags it
     sao2 = log.samples["sao2"]
     assert np.all(np.diff(sao2) <= 1e-12)
+    assert replay(sc, log).log().hash() == log.hash()
+
+
+# ---------------------------------------------------------------------- scripted placements (recorded logs)
+_ROOT = Path(__file__).resolve().parents[1]
+_ADULT = _ROOT / "scenarios" / "airway-adult-normal.yaml"
+_INPUTS = _ROOT / "scenarios" / "inputs"
+
+
+def _run_recorded(kind: str):
+    from surgsim.scenarios.load import load_scenario
+
+    sc = load_scenario(_ADULT)
+    inputs = load_inputs(_INPUTS / f"airway-adult-normal.{kind}.yaml")
+    # hands only: held velocities and the cuff / bag switches, never a pose
+    assert {e.action for e in inputs} <= {*(f"{d}_{a}" for d in ("blade", "tube")
+                                           for a in ("vx", "vy", "vz", "wx", "wy", "wz")),
+                                          "cuff", "ventilate", "finish"}
+    return sc, play(IntubationSession(sc), inputs)
+
+
+@pytest.fixture(scope="module")
+def expert_run():
+    return _run_recorded("expert")
+
+
+@pytest.fixture(scope="module")
+def oesophageal_run():
+    return _run_recorded("oesophageal")
+
+
+@pytest.mark.slow
+def test_recorded_expert_log_is_the_scripted_attempt():
+    recorded = load_inputs(_INPUTS / "airway-adult-normal.expert.yaml")
+    scripted = sorted(scripted_attempt("adult", "expert"), key=lambda e: e.step)
+    assert [(e.step, e.action, e.value) for e in recorded] == [(e.step, e.action, e.value) for e in scripted]
+
+
+@pytest.mark.slow
+def test_scripted_expert_intubation_places_the_tube_in_the_trachea(expert_run):
+    sc, s = expert_run
+    log = s.log()
+    kinds = [e.kind for e in log.events]
+    confirmed = [e for e in log.events if e.kind == "intubation_confirmed"]
+    assert len(confirmed) == 1 and confirmed[0].data["location"] == "trachea"
+    assert confirmed[0].data["attempt"] == 1 and kinds.count("attempt_started") == 1
+    assert 0.21 <= confirmed[0].data["depth_m"] <= 0.23
+    assert "tube_in_oesophagus" not in kinds and "oesophageal_intubation" not in kinds
+    sm = log.samples
+    assert LOCATIONS[sm["tube_location"][-1]] == "trachea" and sm["cuff_below_cords"][-1] == 1
+    assert 0.0 < sm["tip_to_carina"][-1] < 0.07
+    # ventilated through the tube: SaO2 stops falling
+    assert sm["ventilated"][-1] == 1 and sm["sao2"][-1] >= sm["sao2"][np.argmax(sm["ventilated"])]
+    result = s.score()
+    assert result.passed and not result.critical_errors
+
+
+@pytest.mark.slow
+def test_scripted_oesophageal_intubation_is_detected_and_fails(oesophageal_run):
+    sc, s = oesophageal_run
+    log = s.log()
+    kinds = [e.kind for e in log.events]
+    assert "tube_in_oesophagus" in kinds and "oesophageal_ventilation" in kinds
+    assert "intubation_confirmed" not in kinds
+    sm = log.samples
+    # apnoea throughout: never ventilated, the arterial saturation only falls
+    assert sm["ventilated"].max() == 0
+    assert np.all(np.diff(sm["sao2"]) <= 1e-12) and sm["sao2"][-1] < sm["sao2"][0]
+    result = s.score()
+    assert not result.passed and "oesophageal_intubation" in result.critical_errors
+
+
+@pytest.mark.slow
+def test_replaying_the_expert_log_gives_the_same_hash(expert_run):
+    sc, s = expert_run
+    log = s.log()
     assert replay(sc, log).log().hash() == log.hash()

@@ -34,7 +34,7 @@ from surgsim.dicom.volume import Volume
 from surgsim.errors import AnatomyError, DicomSeriesError
 
 #: Bump when the generated image or DICOM content changes.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: tongue moved forward of the vallecula
 
 VARIANTS: tuple[str, ...] = ("adult", "difficult", "obese", "child")
 
@@ -350,8 +350,10 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
     # ---- tongue (moves with the mandible), epiglottis, cords, arytenoids
     ts = P.tongue_scale
     R_tongue = _rot_x(0.35 * phi)  # the tongue follows the jaw only partly
-    tongue_c = tmj + R_tongue @ (S((0, -55, 192)) + np.array([0, -4.0, -6.0]) * (ts - 1) * 10 - tmj)
-    tongue = ell(tongue_c, S((25, 30, 21)) * ts, R_tongue)
+    # the tongue base lies in front of the vallecula and the epiglottis (the blade tip reaches the
+    # vallecula past the base); the dorsum leaves room under the palate for the blade
+    tongue_c = tmj + R_tongue @ (S((0, -64, 189)) + np.array([0, -4.0, -6.0]) * (ts - 1) * 10 - tmj)
+    tongue = ell(tongue_c, S((25, 24, 19)) * ts, R_tongue)
     epi_base = S((0, -36, 150)) + la
     epi_tip = S((0, -26, 182)) + la
     e_ax = _unit(epi_tip - epi_base)
@@ -731,6 +733,31 @@ def make_airway_phantom(
     return volume, labels, truth_of(d)
 
 
+def _mouth_space(d: AirwayDesign) -> list:
+    """Compliant lips and cheeks around the mouth opening, and the space under the palate (mm).
+
+    The lips part around a blade or a tube (the teeth are the rigid limit), and
+    the blade runs between the palate and the dorsum of the tongue.
+    """
+    sc = d.params.scale
+    L = d.landmarks_mm
+    up, lo, mc = L["upper_incisor"], L["lower_incisor"], L["mouth_centre"]
+    ez = _unit(up - lo)  # along the mouth opening
+    ex = np.array([1.0, 0.0, 0.0])
+    ey = _unit(np.cross(ez, ex))
+    rot = np.column_stack([ex, ey, ez])
+    gap = float(np.linalg.norm(up - lo))
+    inward = _unit(L["vallecula"] - mc)
+    lips = _Ellipsoid(mc, np.array([40.0 * sc, 18.0 * sc, 0.5 * gap + 12.0 * sc]), rot)
+    # under the palate: from just inside the incisors back over the dorsum of the tongue
+    t = d.tongue
+    top = t.centre + t.rot @ np.array([0.0, 0.0, t.radii[2]])
+    palate = _Tube(np.array([mc + 8.0 * sc * inward + 0.25 * gap * ez, top + np.array([0.0, 0.0, 4.0]) * sc,
+                             top + np.array([0.0, 22.0, -4.0]) * sc]),
+                   np.array([9.0, 9.0, 9.0]) * sc)
+    return [lips, _polyline(palate.points, palate.radii)]
+
+
 def lumen_mask(d: AirwayDesign, spacing_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
     """Space the instruments may occupy: air, tongue, epiglottis, oesophagus, mouth funnel.
 
@@ -753,6 +780,13 @@ def lumen_mask(d: AirwayDesign, spacing_mm: float = 2.0) -> tuple[np.ndarray, np
     pushed = _Ellipsoid(d.tongue.centre + shift, d.tongue.radii * 0.9, d.tongue.rot)
     prims += [d.tongue, pushed, _Ellipsoid(d.epiglottis.centre, d.epiglottis.half * np.array([1.2, 4.0, 1.1]),
                                    d.epiglottis.rot)]
+    # where the lifted epiglottis goes (it tips anteriorly about its base as the tongue base is lifted)
+    base = d.landmarks_mm["epiglottis_base"]
+    for a in (0.35, 0.7, 1.05):
+        r = _rot_x(a)
+        prims.append(_Ellipsoid(base + r @ (d.epiglottis.centre - base),
+                                d.epiglottis.half * np.array([1.2, 4.0, 1.1]), r @ d.epiglottis.rot))
+    prims += _mouth_space(d)
     mask = _sd_union(prims, X, Y, Z) < 0
     wfv = np.diag([spacing_mm] * 3 + [1000.0]) / 1000.0
     wfv[:3, 3] = lo / 1000.0

@@ -56,9 +56,10 @@ class BladeSpec:
         """
         s = np.linspace(0.0, self.length_m, n)
         a = s / self.curve_radius_m
+        # concave toward the handle (+z): the tongue side wraps around the tongue's dorsum
         pts = np.stack([self.curve_radius_m * np.sin(a), np.zeros(n),
-                        -self.curve_radius_m * (1 - np.cos(a))], 1)
-        tan = np.stack([np.cos(a), np.zeros(n), -np.sin(a)], 1)
+                        self.curve_radius_m * (1 - np.cos(a))], 1)
+        tan = np.stack([np.cos(a), np.zeros(n), np.sin(a)], 1)
         return pts, tan
 
     @property
@@ -71,8 +72,8 @@ class BladeSpec:
         pts, tan = self.centerline(200)
         s = np.linspace(0.0, self.length_m, 200)
         i = int(np.searchsorted(s, self.length_m - self.camera_from_tip_m))
-        d = tan[-1] + np.array([0.0, 0.0, -0.35])  # looks slightly past the tip, away from the handle
-        return pts[i] + np.array([0.0, 0.0, 0.004]), d / np.linalg.norm(d)
+        d = tan[i] + np.array([0.0, 0.0, -0.35])  # looks past the tip, away from the handle (glottis side)
+        return pts[i] + np.array([0.0, 0.0, -0.004]), d / np.linalg.norm(d)  # on the palatal face
 
 
 @dataclass(frozen=True)

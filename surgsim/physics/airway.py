@@ -32,6 +32,8 @@ CONTACT_THRESHOLD = 1e-3
 #: Largest distance (m) and angle (rad) a hand target may lead the device it holds.
 LEASH_M = 0.01
 LEASH_RAD = 0.15
+#: The tube starts (and passes the mouth) this far to the patient's right (-x) of the midline blade, m.
+TUBE_LATERAL_M = 0.022
 #: Collision filter groups (rays can select what occludes the view).
 ANATOMY_GROUP = 1  # teeth, tongue, epiglottis: what hides the glottis
 INSTRUMENT_GROUP = 2
@@ -368,8 +370,9 @@ def start_poses(design, blade, tube) -> tuple[tuple[np.ndarray, np.ndarray], tup
 
     The blade lies in the sagittal plane with its chord along the line from
     the mouth centre to the vallecula, its tip 2 cm in front of the mouth and
-    the handle toward the ceiling; the tube waits to the patient's right of
-    the mouth, aimed at the glottis.
+    the handle toward the ceiling; the tube waits in front of the mouth,
+    :data:`TUBE_LATERAL_M` to the patient's right of the blade, parallel to the
+    sagittal plane and aimed along the mouth-to-glottis line.
 
     Returns
     -------
@@ -383,19 +386,20 @@ def start_poses(design, blade, tube) -> tuple[tuple[np.ndarray, np.ndarray], tup
     best = None
     for th in np.linspace(-np.pi, np.pi, 3601):
         xw = np.array([0.0, np.cos(th), np.sin(th)])
-        zw = np.array([0.0, -np.sin(th), np.cos(th)])
-        if zw[1] > 0:
-            continue
-        cw = chord[0] * xw + chord[2] * zw
-        err = float(np.linalg.norm(cw - d_in))
-        if best is None or err < best[0]:
-            best = (err, xw, zw)
+        for sgn in (1.0, -1.0):  # the handle toward the ceiling (anterior), either flange side
+            zw = sgn * np.array([0.0, -np.sin(th), np.cos(th)])
+            if zw[1] > 0:
+                continue
+            cw = chord[0] * xw + chord[2] * zw
+            err = float(np.linalg.norm(cw - d_in))
+            if best is None or err < best[0] - 1e-12:
+                best = (err, xw, zw)
     _, xw, zw = best
     rb = np.column_stack([xw, np.cross(zw, xw), zw])
     heel = mouth - 0.02 * d_in - rb @ tip_b
     g = L["glottis_centre"]
-    start = mouth + np.array([-0.03, 0.0, 0.0]) - 0.03 * (g - mouth) / np.linalg.norm(g - mouth)
-    xt = (g - start) / np.linalg.norm(g - start)
+    xt = (g - mouth) / np.linalg.norm(g - mouth)
+    start = mouth + np.array([-TUBE_LATERAL_M, 0.0, 0.0]) - 0.03 * xt
     zt = np.cross(xt, [1.0, 0.0, 0.0])
     zt = zt if zt[1] < 0 else -zt
     rt = np.column_stack([xt, np.cross(zt, xt), zt])

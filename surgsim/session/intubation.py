@@ -94,7 +94,11 @@ class AirwayGeometry:
         self.carina = L["carina"]
         self.upper_incisor = L["upper_incisor"]
         self.tooth_axis = t.upper_incisor_axis / np.linalg.norm(t.upper_incisor_axis)
-        d = L["laryngeal_inlet"] - self.mouth
+        # the incisor plane holds both incisal edges and the left-right axis
+        gap = L["upper_incisor"] - L["lower_incisor"]
+        d = np.cross(gap, [1.0, 0.0, 0.0])
+        if d @ (L["laryngeal_inlet"] - self.mouth) < 0.0:
+            d = -d
         #: normal of the incisor plane (through the mouth centre), pointing into the mouth
         self.into_mouth = d / np.linalg.norm(d)
         self.glottis_normal = t.glottis_normal / np.linalg.norm(t.glottis_normal)
@@ -490,8 +494,10 @@ def dump_inputs(events: list[InputEvent], path: Path | str, header: str = "") ->
     import yaml
 
     lines = "".join(f"# {h}\n" for h in header.splitlines()) if header else ""
-    doc = {"dt": DT, "inputs": [e.to_dict() for e in events]}
-    Path(path).write_text(lines + yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    lines += yaml.safe_dump({"dt": DT}) + "inputs:\n"  # one flow mapping per event (compact, exact floats)
+    lines += "".join("- " + yaml.safe_dump(e.to_dict(), default_flow_style=True, sort_keys=False,
+                                           width=10000).strip() + "\n" for e in events)
+    Path(path).write_text(lines, encoding="utf-8")
 
 
 # ---------------------------------------------------------------------- scripted attempts
@@ -524,6 +530,40 @@ def _sagittal_rot(theta: float) -> np.ndarray:
     return np.column_stack([x, np.cross(z, x), z])
 
 
+def _yawed(rot: np.ndarray, tip: np.ndarray, geometry: AirwayGeometry, lateral: float) -> np.ndarray:
+    """Yaw a sagittal tube pose (3, 3) about its bend axis so it crosses the incisors ``lateral`` m to the right.
+
+    The tip stays where it is (``tip`` (3,) m); the tube leaves the mouth at its right
+    corner, beside the midline blade, as in the usual technique.
+    """
+    inside = geometry.past_incisors(tip)
+    if inside <= 0.01 or abs(rot[0, 1]) < 1e-6:
+        return rot
+    s_inc = inside / max(float(rot[:, 0] @ geometry.into_mouth), 0.3)  # tip to incisors along the tube
+    sin_psi = float(np.clip((tip[0] + lateral) / (s_inc * rot[0, 1]), -0.5, 0.5))
+    psi = np.arcsin(sin_psi)
+    c, s = np.cos(psi), np.sin(psi)
+    return rot @ np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def _tracheal_reach(design, geometry: AirwayGeometry, tube, depth_m: float) -> float:
+    """How far below the glottis (m, along the trachea) the tip goes for the depth mark ``depth_m`` at the incisors.
+
+    Found on the planned final pose (sagittal, yawed to the right corner of the mouth).
+    """
+    from surgsim.physics.airway import TUBE_LATERAL_M
+
+    pts, marks = tube.centerline(0.005)
+    n = geometry.glottis_normal
+    theta = float(np.arctan2(n[2], n[1]))
+    k = 0.09
+    for _ in range(4):
+        tip = geometry.glottis + k * n
+        rot = _yawed(plan_tube_poses(design, tube, tip[None], theta)[0], tip, geometry, TUBE_LATERAL_M)
+        k += depth_m - geometry.depth_at_incisors(tip + pts @ rot.T, marks)
+    return float(k)
+
+
 def _track_inputs(dev: str, keyframes: list[tuple[float, np.ndarray, np.ndarray]], grip_local: np.ndarray,
                   interval: float = SCRIPT_INTERVAL_S) -> list[InputEvent]:
     """Held hand velocities (one input set per ``interval``) that carry a device's grip through keyframes.
@@ -554,15 +594,25 @@ def _track_inputs(dev: str, keyframes: list[tuple[float, np.ndarray, np.ndarray]
     return out
 
 
-def plan_tube_poses(design, tube, tip_path: np.ndarray, theta0: float | None = None) -> list[np.ndarray]:
+def plan_tube_poses(design, tube, tip_path: np.ndarray, theta0: float | None = None,
+                    avoid=None) -> list[np.ndarray]:
     """For each tube tip position (n, 3) m, the sagittal orientation keeping the tube in the lumen.
 
     The orientation angle is searched near the previous one, minimising the squared
-    penetration of the tube's centreline into the lumen's boundary (signed distance).
+    penetration of the tube's centreline into the lumen's boundary (signed distance)
+    plus ``avoid(points (m, 3)) -> (m,)`` penetration depths (m) of space to keep out of.
     """
+    from surgsim.cases.airway_phantom import _sd_box
+
     sample = _lumen_sdf(design)
     pts, _ = tube.centerline(0.01)
     r = 0.5 * tube.outer_diameter_m + 0.002
+
+    def teeth(line: np.ndarray) -> np.ndarray:  # signed distance (m) to the nearer incisor box
+        mm = line * 1000.0
+        return np.minimum(*(_sd_box(b, mm[:, 0], mm[:, 1], mm[:, 2]) for b in
+                            (design.upper_teeth, design.lower_teeth))) / 1000.0
+
     rots = []
     prev = theta0
     for p in tip_path:
@@ -572,6 +622,9 @@ def plan_tube_poses(design, tube, tip_path: np.ndarray, theta0: float | None = N
             R = _sagittal_rot(th)
             line = p + pts @ R.T
             cost = float(np.sum(np.minimum(sample(line) - r, 0.0) ** 2))
+            cost += float(np.sum(np.minimum(teeth(line) - r, 0.0) ** 2))
+            if avoid is not None:
+                cost += float(np.sum(np.asarray(avoid(line)) ** 2))
             cost += 1e-7 * (0.0 if prev is None else (th - prev) ** 2)
             if best is None or cost < best[0]:
                 best = (cost, th)
@@ -581,7 +634,7 @@ def plan_tube_poses(design, tube, tip_path: np.ndarray, theta0: float | None = N
 
 
 def scripted_attempt(variant: str = "adult", kind: str = "expert", blade: str = "macintosh_3",
-                     tube: str = "ett_7_5", depth_m: float = 0.22) -> list[InputEvent]:
+                     tube: str = "ett_7_5", depth_m: float = 0.212) -> list[InputEvent]:
     """A scripted attempt as an input log: ``kind`` ``"expert"`` (trachea) or ``"oesophageal"``.
 
     The blade goes in along its chord to the vallecula and lifts along the handle; the tube
@@ -592,7 +645,7 @@ def scripted_attempt(variant: str = "adult", kind: str = "expert", blade: str = 
     from surgsim.cases.airway_phantom import PARAMS
     from surgsim.cases.airway_phantom import design as make_design
     from surgsim.instruments.airway import BLADES, TUBES
-    from surgsim.physics.airway import start_poses
+    from surgsim.physics.airway import TUBE_LATERAL_M, start_poses
 
     bl, tu = BLADES[blade], TUBES[tube]
     d = make_design(variant, min(HEAD_EXTENSION, PARAMS[variant].max_extension))
@@ -612,31 +665,54 @@ def scripted_attempt(variant: str = "adult", kind: str = "expert", blade: str = 
     # tube tip path
     n = g.glottis_normal
     if kind == "expert":
-        via = [L["mouth_centre"] + 0.01 * g.into_mouth, L["laryngeal_inlet"], g.glottis + 0.01 * n,
-               g.glottis + (depth_m - 0.13) * n]
+        # over the lifted epiglottis: keep to the laryngeal (posterior) side of the inlet
+        back = np.array([0.0, 0.006, 0.0])
+        via = [L["mouth_centre"] + 0.01 * g.into_mouth, L["laryngeal_inlet"] + back, g.glottis + 0.01 * n,
+               g.glottis + _tracheal_reach(d, g, tu, depth_m) * n]
     elif kind == "oesophageal":
         oe = g.oesophagus_entrance
+        # behind the arytenoids, keeping to the posterior side of the oesophagus
+        back = np.array([0.0, 0.003, 0.0])
         via = [L["mouth_centre"] + 0.01 * g.into_mouth, L["laryngeal_inlet"] + 0.5 * (oe - L["laryngeal_inlet"]),
-               oe, oe + 0.06 * g.oesophagus_axis]
+               oe + back, oe + 0.025 * g.oesophagus_axis + back]
     else:
         raise ValueError(f"unknown scripted attempt {kind!r}; use 'expert' or 'oesophageal'")
-    path = [tip0]
-    for a, b in zip([tip0] + via[:-1], via, strict=True):
+    # the tube passes to the patient's right of the midline blade and joins the midline at the inlet
+    lateral = np.array([-TUBE_LATERAL_M, -0.5 * TUBE_LATERAL_M, 0.0, 0.0])
+    via = [v + np.array([x, 0.0, 0.0]) for v, x in zip(via, lateral, strict=True)]
+    start = tip0 + np.array([-TUBE_LATERAL_M - tip0[0], 0.0, 0.0])
+    path = [start]
+    for a, b in zip([start] + via[:-1], via, strict=True):
         m = max(1, int(np.ceil(np.linalg.norm(b - a) / 0.004)))
         path += [a + (b - a) * s for s in np.linspace(0, 1, m + 1)[1:]]
     path = np.array(path)
     theta0 = float(np.arctan2(rt[2, 0], rt[1, 0]))
-    rots = plan_tube_poses(d, tu, path[1:], theta0)
+    avoid = None
+    if kind == "oesophageal":  # keep the tube out of the larynx and trachea in front of the oesophagus
+        a, b = g.glottis + 0.01 * n, g.carina
+        r_keep = g.trachea_radius + 0.5 * tu.outer_diameter_m
+
+        def avoid(line: np.ndarray) -> np.ndarray:
+            u = np.clip((line - a) @ (b - a) / float((b - a) @ (b - a)), 0.0, 1.0)
+            dist = np.linalg.norm(a + u[:, None] * (b - a) - line, axis=1)
+            return np.maximum(r_keep - dist, 0.0) * 3.0
+
+    rots = plan_tube_poses(d, tu, path[1:] * np.array([0.0, 1.0, 1.0]), theta0, avoid)
+    rots = [_yawed(R, q, g, TUBE_LATERAL_M) for R, q in zip(rots, path[1:], strict=True)]
     speed = 0.03  # m/s along the path
     ts = t_lift + 1.0 + np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1) / speed)])
     pts, s = tu.centerline()
     grip_t = pts[int(np.searchsorted(s, 0.27))]
-    keys = [(t_lift, tip0, rt)]  # first turn the tube into the sagittal plane, then follow the path
+    # before the blade goes in: move the tube beside the blade's plane and turn it parallel to it
+    keys = [(0.0, tip0, rt), (1.5, path[0], _sagittal_rot(theta0))]
     keys += [(float(t), p, R) for t, p, R in zip(ts, path, [_sagittal_rot(theta0)] + rots, strict=True)]
     events += _track_inputs("tube", keys, grip_t)
     t_end = float(ts[-1]) + 0.5
-    events += [InputEvent(int(round(t_end / DT)), "cuff", 1.0),
-               InputEvent(int(round((t_end + 0.5) / DT)), "ventilate", 1.0)]
+    # cuff up and ventilate once the tube is placed (the unrecognised oesophageal tube: as soon as
+    # the tip is past the oesophageal entrance, before the rigid tube springs back out)
+    t_cuff = t_end if kind == "expert" else float(ts[int(np.argmin(np.linalg.norm(path - via[2], axis=1)))]) + 0.55
+    events += [InputEvent(int(round(t_cuff / DT)), "cuff", 1.0),
+               InputEvent(int(round((t_cuff + 0.2) / DT)), "ventilate", 1.0)]
     # blade out once the tube is placed
     events += _track_inputs("blade", [(t_end + 1.0, heel2, rb), (t_end + 3.0, heel2 - 0.12 * d_in, rb)], grip_b)
     events.append(InputEvent(int(round((t_end + 20.0) / DT)), "finish", 0.0))

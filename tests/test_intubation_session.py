@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -135,9 +138,28 @@ def test_recorded_expert_log_is_the_scripted_attempt():
     assert [(e.step, e.action, e.value) for e in recorded] == [(e.step, e.action, e.value) for e in scripted]
 
 
+def _isolated(name: str) -> bool:
+    """Run test ``name`` of this file in a fresh interpreter (returns True in the parent).
+
+    The scripted placements pass alone but failed once after the whole suite in one
+    process: some process-wide state (suspect: VTK's SMP backend chosen by whichever
+    module imported VTK first, which changes the airway wall mesh) is not yet pinned
+    down. Until it is, these two run isolated so the suite stays meaningful.
+    """
+    if os.environ.get("SURGSIM_ISOLATED_TEST") == name:
+        return False
+    env = dict(os.environ, SURGSIM_ISOLATED_TEST=name)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"{__file__}::{name}"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    return True
+
+
 @pytest.mark.slow
-def test_scripted_expert_intubation_places_the_tube_in_the_trachea(expert_run):
-    sc, s = expert_run
+def test_scripted_expert_intubation_places_the_tube_in_the_trachea(request):
+    if _isolated("test_scripted_expert_intubation_places_the_tube_in_the_trachea"):
+        return
+    sc, s = request.getfixturevalue("expert_run")
     log = s.log()
     kinds = [e.kind for e in log.events]
     confirmed = [e for e in log.events if e.kind == "intubation_confirmed"]
@@ -155,8 +177,10 @@ def test_scripted_expert_intubation_places_the_tube_in_the_trachea(expert_run):
 
 
 @pytest.mark.slow
-def test_scripted_oesophageal_intubation_is_detected_and_fails(oesophageal_run):
-    sc, s = oesophageal_run
+def test_scripted_oesophageal_intubation_is_detected_and_fails(request):
+    if _isolated("test_scripted_oesophageal_intubation_is_detected_and_fails"):
+        return
+    sc, s = request.getfixturevalue("oesophageal_run")
     log = s.log()
     kinds = [e.kind for e in log.events]
     assert "tube_in_oesophagus" in kinds and "oesophageal_ventilation" in kinds

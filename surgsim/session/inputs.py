@@ -23,8 +23,12 @@ from surgsim.scoring.log import InputEvent
 from surgsim.session.session import ACTIONS, DT
 
 
-def parse_inputs(data: object, source: str = "<inputs>") -> list[InputEvent]:
+def parse_inputs(data: object, source: str = "<inputs>", *, actions=None, dt: float = DT,
+                 procedure: str = "the simulator") -> list[InputEvent]:
     """Turn a parsed input-log document into input events sorted by step.
+
+    ``actions`` (default: the endovascular :data:`ACTIONS`) and ``dt`` (the
+    session's physics step) let other sessions (intubation) share the format.
 
     Raises
     ------
@@ -35,17 +39,19 @@ def parse_inputs(data: object, source: str = "<inputs>") -> list[InputEvent]:
         data = {"inputs": data}
     if not isinstance(data, dict) or not isinstance(data.get("inputs"), list):
         raise ScenarioError(f"{source}: expected a mapping with an 'inputs' list")
-    dt = float(data.get("dt", DT))
-    if dt != DT:
-        raise ScenarioError(f"{source}: dt {dt} differs from the simulator's step {DT}; re-record the log")
+    actions = ACTIONS if actions is None else actions
+    step_dt = dt
+    dt = float(data.get("dt", step_dt))
+    if dt != step_dt:
+        raise ScenarioError(f"{source}: dt {dt} differs from {procedure}'s step {step_dt}; re-record the log")
     events: list[InputEvent] = []
     for n, entry in enumerate(data["inputs"]):
         where = f"{source}: inputs[{n}]"
         if not isinstance(entry, dict):
             raise ScenarioError(f"{where}: expected a mapping like {{t: 1.0, action: advance, value: 0.05}}")
         action = entry.get("action")
-        if action not in ACTIONS:
-            raise ScenarioError(f"{where}.action: {action!r} is not one of {', '.join(ACTIONS)}")
+        if action not in actions:
+            raise ScenarioError(f"{where}.action: {action!r} is not one of {', '.join(actions)}")
         if ("t" in entry) == ("step" in entry):
             raise ScenarioError(f"{where}: give exactly one of 't' (seconds) or 'step'")
         try:
@@ -60,8 +66,9 @@ def parse_inputs(data: object, source: str = "<inputs>") -> list[InputEvent]:
     return events
 
 
-def load_inputs(path: Path) -> list[InputEvent]:
-    """Read an input log file (YAML or JSON)."""
+def load_inputs(path: Path, *, actions=None, dt: float = DT,
+                procedure: str = "the simulator") -> list[InputEvent]:
+    """Read an input log file (YAML or JSON); see :func:`parse_inputs` for the options."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -71,7 +78,7 @@ def load_inputs(path: Path) -> list[InputEvent]:
         data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ScenarioError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from exc
-    return parse_inputs(data, str(path))
+    return parse_inputs(data, str(path), actions=actions, dt=dt, procedure=procedure)
 
 
 def dump_inputs(events: list[InputEvent], path: Path) -> None:

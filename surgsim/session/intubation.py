@@ -20,7 +20,6 @@ blade-on-upper-incisor force (axial along the tooth and levering across it).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -447,46 +446,18 @@ def replay(scenario, log: SessionLog, variant: str | None = None) -> IntubationS
 
 
 def parse_inputs(data: object, source: str = "<inputs>") -> list[InputEvent]:
-    """Intubation input-log document (``dt`` and ``inputs`` with ``t`` or ``step``) to events.
+    """Intubation input-log document to events: the shared format of
+    :mod:`surgsim.session.inputs` with this session's actions and 4 ms step."""
+    from surgsim.session import inputs
 
-    Raises
-    ------
-    ScenarioError
-        Naming ``source`` and the entry when an entry is malformed.
-    """
-    if isinstance(data, list):
-        data = {"inputs": data}
-    if not isinstance(data, dict) or not isinstance(data.get("inputs"), list):
-        raise ScenarioError(f"{source}: expected a mapping with an 'inputs' list")
-    dt = float(data.get("dt", DT))
-    if dt != DT:
-        raise ScenarioError(f"{source}: dt {dt} differs from the intubation step {DT}; re-record the log")
-    events = []
-    for n, e in enumerate(data["inputs"]):
-        where = f"{source}: inputs[{n}]"
-        if not isinstance(e, dict) or e.get("action") not in ACTIONS:
-            raise ScenarioError(f"{where}: expected {{t: .., action: one of {', '.join(ACTIONS)}, value: ..}}")
-        if ("t" in e) == ("step" in e):
-            raise ScenarioError(f"{where}: give exactly one of 't' (seconds) or 'step'")
-        step = int(e["step"]) if "step" in e else int(round(float(e["t"]) / dt))
-        if step < 0:
-            raise ScenarioError(f"{where}: negative time")
-        events.append(InputEvent(step, str(e["action"]), float(e.get("value", 0.0))))
-    events.sort(key=lambda ev: ev.step)
-    return events
+    return inputs.parse_inputs(data, source, actions=ACTIONS, dt=DT, procedure="intubation")
 
 
 def load_inputs(path: Path | str) -> list[InputEvent]:
     """Read an intubation input log (YAML or JSON)."""
-    import yaml
+    from surgsim.session import inputs
 
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read the input log ({exc.strerror})") from exc
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    return parse_inputs(data, str(path))
+    return inputs.load_inputs(Path(path), actions=ACTIONS, dt=DT, procedure="intubation")
 
 
 def dump_inputs(events: list[InputEvent], path: Path | str, header: str = "") -> None:

@@ -373,7 +373,8 @@ def _export_xapi(args: argparse.Namespace, records, access, env) -> int:
     ids = [args.attempt] if args.attempt else [a.id for a in records.list_attempts(args.trainee, access=access)]
     statements = []
     for aid in ids:
-        statements += statements_for_attempt(records.get_attempt(aid, access=access), home_page=home)
+        statements += statements_for_attempt(records.get_attempt(aid, access=access, with_log=False),
+                                             home_page=home)
     lrs = args.lrs or env.get("SURGSIM_LRS_URL")
     if not lrs:
         text = json.dumps(statements, indent=1)
@@ -390,13 +391,76 @@ def _export_xapi(args: argparse.Namespace, records, access, env) -> int:
     with StatementQueue(args.queue) as queue:
         added = queue.enqueue(client.endpoint, statements)
         report = queue.drain(client, ignore_backoff=True)
-    print(f"queued {added} new statement(s); sent {report.sent}; {report.pending} waiting")
-    if report.error:
-        kind = "unreachable" if "cannot be reached" in report.error else "refused them"
-        print(f"surgsim: learning record store {kind}: {report.error}; the {report.pending} "
-              "statement(s) stay in the queue and go out with the next export", file=sys.stderr)
+    print(f"queued {added} new statement(s); sent {report.sent}; {report.pending} waiting"
+          + (f"; {report.failed} rejected (kept as failed)" if report.failed else ""))
+    return _report_drain_error(report)
+
+
+def _report_drain_error(report) -> int:
+    """Explain a drain's error on stderr; the exit code (3: something was not sent)."""
+    if not report.error:
+        return 0
+    if report.failed and report.error.startswith("the learning record store rejected"):
+        print(f"surgsim: {report.error}", file=sys.stderr)
         return 3
-    return 0
+    kind = "unreachable" if "cannot be reached" in report.error else "refused them"
+    print(f"surgsim: learning record store {kind}: {report.error}; the {report.pending} "
+          "statement(s) stay in the queue and go out with the next export or "
+          "`surgsim records xapi --send`", file=sys.stderr)
+    return 3
+
+
+def cmd_records_xapi(args: argparse.Namespace) -> int:
+    """The xAPI statement queue: what waits, what the LRS rejected; send now, retry failed."""
+    import os
+    from datetime import UTC, datetime
+
+    from surgsim.records.auth import require_role
+    from surgsim.records.db import Records
+    from surgsim.records.queue import StatementQueue
+    from surgsim.records.xapi import LRSClient, mask_endpoint
+
+    records = Records(args.db)
+    try:
+        require_role(_signed_in(args, records), "admin", "read or resend the xAPI statement queue")
+    finally:
+        records.close()
+    env = os.environ
+    lrs = args.lrs or env.get("SURGSIM_LRS_URL")
+    client = None
+    if lrs:
+        client = LRSClient(lrs, args.lrs_user or env.get("SURGSIM_LRS_USER", ""),
+                           args.lrs_password or env.get("SURGSIM_LRS_PASSWORD", ""))
+    elif args.send:
+        raise SurgsimError("--send needs the learning record store: --lrs URL (or SURGSIM_LRS_URL)")
+    endpoint = client.endpoint if client is not None else None
+    code = 0
+    with StatementQueue(args.queue) as queue:
+        if args.retry_failed is not None:
+            n = queue.retry_failed(endpoint, args.retry_failed or None)
+            print(f"{n} failed statement(s) queued again")
+        if client is not None and (args.send or args.retry_failed is not None):
+            report = queue.drain(client, ignore_backoff=True)
+            print(f"sent {report.sent}; {report.pending} waiting"
+                  + (f"; {report.failed} rejected again" if report.failed else ""))
+            code = _report_drain_error(report)
+        failed = queue.failed(endpoint)
+        summary = {"waiting": queue.pending(endpoint), "sent": queue.sent(endpoint),
+                   "failed": [{"id": f.id, "endpoint": mask_endpoint(f.endpoint), "status": f.status,
+                               "reason": f.reason, "tries": f.tries,
+                               "failed_at": datetime.fromtimestamp(f.failed_at, UTC).isoformat()}
+                              for f in failed]}
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return code
+    print(f"statement queue {args.queue or 'in the data folder'}"
+          + (f" for {client.masked}" if client is not None else "")
+          + f": {summary['waiting']} waiting, {summary['sent']} sent, {len(failed)} failed")
+    for f in summary["failed"]:
+        print(f"  failed {f['id']}  HTTP {f['status']}  {f['failed_at'][:19]}  {f['reason']}")
+    if failed and args.retry_failed is None:
+        print("send them again with `surgsim records xapi --retry-failed [ID ...]` once the cause is fixed")
+    return code
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
@@ -446,6 +510,28 @@ def cmd_users_list(args: argparse.Namespace) -> int:
         print(f"{u['id']:<16} {u['username'] or '-':<16} {u['role']:<9} "
               f"{u['display_name'] or '':<24} {', '.join(u['cohorts'])}")
     print(f"{len(users)} person(s)")
+    return 0
+
+
+def cmd_users_cohorts(args: argparse.Namespace) -> int:
+    from surgsim.records.db import Records
+
+    records = Records(args.db)
+    try:
+        cohorts = records.list_cohorts(access=_signed_in(args, records))
+    finally:
+        records.close()
+    if args.json:
+        print(json.dumps([{"id": c.id, "name": c.name, "created_at": c.created_at.isoformat(),
+                           "trainees": list(c.trainees), "educators": list(c.educators)}
+                          for c in cohorts], indent=2))
+        return 0
+    for c in cohorts:
+        print(f"{c.id:<16} {c.name:<24} {len(c.trainees)} trainee(s); educators: "
+              f"{', '.join(c.educators) or '-'}")
+        if c.trainees:
+            print(f"    trainees: {', '.join(c.trainees)}")
+    print(f"{len(cohorts)} cohort(s)")
     return 0
 
 
@@ -644,6 +730,19 @@ def build_parser() -> argparse.ArgumentParser:
     rexp.add_argument("--db")
     _add_sign_in(rexp)
     rexp.set_defaults(func=cmd_records_export)
+    rxapi = records.add_parser("xapi", help="the xAPI statement queue: waiting and failed statements "
+                               "(admins); send now, retry failed")
+    rxapi.add_argument("--retry-failed", nargs="*", metavar="ID",
+                       help="queue the statements the LRS rejected again (all, or these ids) and send")
+    rxapi.add_argument("--send", action="store_true", help="send the waiting statements now")
+    rxapi.add_argument("--json", action="store_true")
+    rxapi.add_argument("--lrs", help="the LRS endpoint (SURGSIM_LRS_URL); default: every endpoint")
+    rxapi.add_argument("--lrs-user", help="LRS key (SURGSIM_LRS_USER)")
+    rxapi.add_argument("--lrs-password", help="LRS secret (SURGSIM_LRS_PASSWORD)")
+    rxapi.add_argument("--queue", help="statement queue file (default: in the data folder)")
+    rxapi.add_argument("--db")
+    _add_sign_in(rxapi)
+    rxapi.set_defaults(func=cmd_records_xapi)
 
     users = sub.add_parser("users", help="local accounts").add_subparsers(dest="users_command", required=True)
     uadd = users.add_parser("add", help="add an account (admins; the first one needs no sign-in)")
@@ -661,6 +760,12 @@ def build_parser() -> argparse.ArgumentParser:
     ulist.add_argument("--db")
     _add_sign_in(ulist)
     ulist.set_defaults(func=cmd_users_list)
+    ucoh = users.add_parser("cohorts", help="list cohorts and their members (admins: all; educators: "
+                            "theirs; trainees: their own)")
+    ucoh.add_argument("--json", action="store_true")
+    ucoh.add_argument("--db")
+    _add_sign_in(ucoh)
+    ucoh.set_defaults(func=cmd_users_cohorts)
 
     phys = sub.add_parser("physiology", help="patient physiology models").add_subparsers(
         dest="physiology_command", required=True)

@@ -8,6 +8,7 @@ each test gets its own schema there.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -263,3 +264,34 @@ def test_the_cli_signs_in_and_keeps_trainees_apart(db_url, tmp_path, scenario, c
     monkeypatch.delenv("SURGSIM_PASSWORD")
     assert main(["users", "list", *admin, *db]) == 0
     assert "Name of t2" in capsys.readouterr().out  # names are shown inside the lab only
+
+
+def test_cohorts_are_listed_by_role(records, scenario, capsys, tmp_path, monkeypatch):
+    ids, _ = _lab(records, scenario)
+    admin = records.login("admin", "admin-pass")
+    records.add_cohort("C3", "Empty cohort", access=admin)
+    everyone = records.list_cohorts(access=admin)
+    assert records.list_cohorts() == everyone  # the station itself: everything
+    assert [(c.id, c.name) for c in everyone] == [("C1", "C1"), ("C2", "C2"), ("C3", "Empty cohort")]
+    c1 = everyone[0]
+    assert c1.trainees == tuple(sorted([ids["t1"], ids["t2"]])) and c1.educators == (ids["edu"],)
+    assert everyone[1].trainees == (ids["t3"],) and everyone[2].trainees == ()
+    assert c1.created_at.tzinfo is not None
+    # an educator: the cohorts they teach, with every member
+    assert records.list_cohorts(access=records.login("edu", "edu-pass1")) == [c1]
+    # a trainee: their own cohort, and nobody else in it
+    (mine,) = records.list_cohorts(access=records.login("t1", "t1-pass12"))
+    assert (mine.id, mine.trainees, mine.educators) == ("C1", (ids["t1"],), ())
+    assert [c.id for c in records.list_cohorts(access=records.login("t3", "t3-pass12"))] == ["C2"]
+    # the CLI says the same
+    monkeypatch.setenv("SURGSIM_DATA_DIR", str(tmp_path / "data"))
+    db = ["--db", records.url]
+    assert main(["users", "cohorts", *db]) == 2  # accounts exist: sign in
+    assert "sign in" in capsys.readouterr().err
+    assert main(["users", "cohorts", "--json", "--user", "admin", "--password", "admin-pass", *db]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [c["id"] for c in listed] == ["C1", "C2", "C3"] and listed[0]["educators"] == [ids["edu"]]
+    assert main(["users", "cohorts", "--user", "t2", "--password", "t2-pass12", *db]) == 0
+    out = capsys.readouterr().out
+    assert "C1" in out and ids["t2"] in out and ids["t1"] not in out and "C2" not in out
+    assert "1 cohort(s)" in out

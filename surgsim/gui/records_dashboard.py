@@ -2,9 +2,13 @@
 rate, CUSUM status), the cohort's attempts with a release toggle, debrief notes
 and the export buttons.
 
-Cohorts offered are those the signed-in person may see (an educator: the cohorts
-they teach; an admin or the station: all, plus everything they may read). The
-records layer enforces it: what it refuses is shown as an error, never bypassed.
+Cohorts offered are those the signed-in person may see
+(:meth:`surgsim.records.Records.list_cohorts`: an educator the cohorts they teach;
+an admin or the station all, plus everything they may read). The records layer
+enforces it: what it refuses is shown as an error, never bypassed. Reads and
+writes run on the records thread (:mod:`surgsim.gui.records_worker`): the
+dashboard shows a busy line meanwhile and never freezes on a slow or unreachable
+database.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from surgsim.errors import SurgsimError
 from surgsim.gui.records_export import ExportPanel, ExportScope
 from surgsim.gui.records_trainee import (
     CUSUM_COLOURS,
@@ -41,6 +44,7 @@ from surgsim.gui.records_trainee import (
     person_label,
     show_error,
 )
+from surgsim.gui.records_worker import RecordsJobs, busy_label
 from surgsim.records.curves import cusum, lc_cusum
 
 ALL = ""  # the cohort combo's entry for "everything you may read"
@@ -75,6 +79,34 @@ class CellSummary:
             f"{self.attempts} att., best {fmt_score(self.best_score)}\n"
             f"pass {rate}, CUSUM {self.cusum}" + (", competent" if self.competent else "")
         )
+
+
+@dataclass(frozen=True)
+class DashboardData:
+    """What the dashboard reads in one go on the records thread.
+
+    Attributes
+    ----------
+    users : list of dict
+        :meth:`~surgsim.records.Records.list_users` (display names for the labels).
+    cohorts : list of CohortInfo
+        :meth:`~surgsim.records.Records.list_cohorts`.
+    attempts : list of AttemptSummary
+        Everything the signed-in person may read, oldest first.
+    """
+
+    users: list
+    cohorts: list
+    attempts: list
+
+
+def load_dashboard(records, access) -> DashboardData:
+    """Read what :class:`CohortDashboard` shows (runs on the records thread)."""
+    return DashboardData(
+        users=records.list_users(access=access),
+        cohorts=records.list_cohorts(access=access),
+        attempts=records.list_attempts(access=access),
+    )
 
 
 def summarise(attempts) -> dict[tuple[str, str], CellSummary]:
@@ -121,14 +153,25 @@ class CohortDashboard(QWidget):
         Attempts of the selection; the last column is a checkable "released".
     debrief_edit : QPlainTextEdit
     export : ExportPanel
+    jobs : RecordsJobs
+        The dashboard's records jobs (:attr:`busy` while one runs).
 
     Signals
     -------
     trainee_opened(str)
         A trainee's row or cell was double-clicked (their opaque id).
+    loaded()
+        A refresh finished (shown, or its error shown).
+    release_done(str, bool)
+        A release toggle was written (attempt id, True) or refused (False, error shown).
+    debrief_saved(str, bool)
+        Debrief notes were written (attempt id, True) or refused.
     """
 
     trainee_opened = Signal(str)
+    loaded = Signal()
+    release_done = Signal(str, bool)
+    debrief_saved = Signal(str, bool)
     ATTEMPT_COLUMNS = ("date", "trainee", "scenario", "mode", "status", "score", "pass", "released")
     RELEASED = 7
 
@@ -144,7 +187,11 @@ class CohortDashboard(QWidget):
         self.cells: dict[tuple[str, str], CellSummary] = {}
         self.filter: tuple[str | None, str | None] = (None, None)  # (trainee, scenario)
         self.shown: list = []  # attempts in attempt_table
+        self.cohorts: list = []  # CohortInfo the person may see
         self._filling = False
+        self._wanted_cohort: str | None = None  # asked for before the cohorts were read
+        self._debrief_for: str | None = None  # attempt whose notes are being read
+        self._refreshes = 0
 
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
@@ -152,14 +199,19 @@ class CohortDashboard(QWidget):
         self.cohort_combo = QComboBox()
         self.cohort_combo.setObjectName("cohort_combo")
         row.addWidget(self.cohort_combo, stretch=1)
-        refresh = QPushButton("Refresh")
-        refresh.clicked.connect(self.refresh)
-        row.addWidget(refresh)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setObjectName("refresh")
+        self.refresh_button.clicked.connect(self.refresh)
+        row.addWidget(self.refresh_button)
         layout.addLayout(row)
         self.summary = QLabel()
         layout.addWidget(self.summary)
         self.error = error_label()
         layout.addWidget(self.error)
+        self.busy_label = busy_label()
+        layout.addWidget(self.busy_label)
+        self.jobs = RecordsJobs(self, self.busy_label, self.error)
+        self.jobs.busy_changed.connect(lambda b: self.refresh_button.setEnabled(not b))
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         self.matrix = QTableWidget(0, 0)
@@ -217,34 +269,36 @@ class CohortDashboard(QWidget):
         self.export = ExportPanel(records, access, self.export_scope)
         layout.addWidget(self.export)
 
-        self._fill_cohorts()
         self.cohort_combo.currentIndexChanged.connect(lambda _i: self.refresh())
         self.refresh()
 
     # ------------------------------------------------------------ cohorts and data
 
-    def _fill_cohorts(self) -> None:
-        try:
-            users = self.records.list_users(access=self.access)
-        except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            users = []
-        self.users = {u["id"]: u for u in users}
-        if self.access is not None and self.access.role == "educator":
-            me = self.users.get(self.access.person_id, {})
-            cohorts = sorted(c[: -len(" (educator)")] for c in me.get("cohorts", []) if c.endswith(" (educator)"))
-        else:
-            cohorts = sorted({c.split(" ")[0] for u in users for c in u.get("cohorts", [])})
+    @property
+    def busy(self) -> bool:
+        """True while the dashboard waits for the database."""
+        return self.jobs.busy
+
+    def _fill_cohorts(self, cohorts: list) -> None:
+        """Offer ``cohorts`` (CohortInfo) and "all", keeping the current choice if still there."""
+        current = self._wanted_cohort if self._wanted_cohort is not None else self.cohort_combo.currentData()
+        self._wanted_cohort = None
+        self.cohorts = list(cohorts)
         self.cohort_combo.blockSignals(True)
         self.cohort_combo.clear()
-        for c in cohorts:
-            self.cohort_combo.addItem(f"Cohort {c}", c)
+        for c in self.cohorts:
+            name = f" ({c.name})" if c.name and c.name != c.id else ""
+            self.cohort_combo.addItem(f"Cohort {c.id}{name}", c.id)
         self.cohort_combo.addItem(
             "All trainees of my cohorts" if self.access is not None and self.access.role == "educator"
             else "All trainees",
             ALL,
         )
+        i = self.cohort_combo.findData(current) if current is not None else -1
+        self.cohort_combo.setCurrentIndex(max(i, 0))
         self.cohort_combo.blockSignals(False)
+        if current and i < 0:
+            show_error(self.error, f"no cohort {current!r} visible to you")
 
     @property
     def cohort_id(self) -> str | None:
@@ -252,7 +306,10 @@ class CohortDashboard(QWidget):
         return self.cohort_combo.currentData() or None
 
     def select_cohort(self, cohort_id: str | None) -> None:
-        """Show a cohort (None: all)."""
+        """Show a cohort (None: all); remembered when asked before the cohorts are read."""
+        if not self.cohorts and self.busy:
+            self._wanted_cohort = cohort_id or ALL
+            return
         i = self.cohort_combo.findData(cohort_id or ALL)
         if i < 0:
             show_error(self.error, f"no cohort {cohort_id!r} visible to you")
@@ -263,21 +320,40 @@ class CohortDashboard(QWidget):
             self.cohort_combo.setCurrentIndex(i)
 
     def refresh(self) -> None:
-        """Re-read the cohort's trainees and attempts; redraw the matrix and the table."""
+        """Re-read the cohorts, trainees and attempts (on the records thread); redraw when read."""
+        records, access = self.records, self.access
+        self._refreshes += 1
+        seq = self._refreshes
+        self.jobs.run(
+            lambda: load_dashboard(records, access),
+            lambda data: self._loaded(data, seq),
+            "Reading the cohorts and attempts from the lab database...",
+            on_error=lambda message: self._failed(message, seq),
+        )
+
+    def _failed(self, message: str, seq: int) -> None:
+        if seq != self._refreshes:
+            return  # a newer refresh follows
+        show_error(self.error, message)
+        self.summary.setText("The cohorts and attempts could not be read (see the error above).")
+        self.loaded.emit()
+
+    def _loaded(self, data: DashboardData, seq: int) -> None:
+        if seq != self._refreshes:
+            return  # a newer refresh follows: show that one
         show_error(self.error, "")
+        self.users = {u["id"]: u for u in data.users}
+        self._fill_cohorts(data.cohorts)
         cid = self.cohort_id
-        try:
-            attempts = self.records.list_attempts(access=self.access)
-            if cid:
-                trainees = self.records.cohort_members(cid, access=self.access)
-            else:
-                trainees = sorted(
-                    {a.trainee_id for a in attempts}
-                    | {u["id"] for u in self.users.values() if u["role"] == "trainee"}
-                )
-        except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            attempts, trainees = [], []
+        attempts = data.attempts
+        if cid:
+            info = next((c for c in self.cohorts if c.id == cid), None)
+            trainees = list(info.trainees) if info is not None else []
+        else:
+            trainees = sorted(
+                {a.trainee_id for a in attempts}
+                | {u["id"] for u in self.users.values() if u["role"] == "trainee"}
+            )
         keep = set(trainees)
         self.trainees = trainees
         self.attempts = [a for a in attempts if a.trainee_id in keep]
@@ -292,6 +368,7 @@ class CohortDashboard(QWidget):
         )
         t, s = self.filter
         self.set_filter(t if t in keep else None, s if s in self.scenarios else None)
+        self.loaded.emit()
 
     def _label(self, pid: str) -> str:
         return person_label(self.users.get(pid), pid)
@@ -394,24 +471,35 @@ class CohortDashboard(QWidget):
         want = item.checkState() == Qt.CheckState.Checked
         self.set_released(item.data(Qt.ItemDataRole.UserRole), want)
 
-    def set_released(self, attempt_id: str, released: bool) -> bool:
+    def set_released(self, attempt_id: str, released: bool) -> None:
         """Release (or withdraw) an attempt's score through the records layer.
 
-        Returns False (the error shown, the toggle reverted) when the records layer refuses.
+        Written on the records thread; :attr:`release_done` says how it went. When the
+        records layer refuses, the error is shown and the toggle reverted.
         """
         show_error(self.error, "")
-        ok = True
-        try:
-            self.records.set_released(attempt_id, released, access=self.access)
-        except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            ok = False
-        else:
+        records, access = self.records, self.access
+        word = "Releasing" if released else "Withdrawing"
+
+        def done(_result: object) -> None:
             self.attempts = [replace(a, released=released) if a.id == attempt_id else a for a in self.attempts]
             self.shown = [replace(a, released=released) if a.id == attempt_id else a for a in self.shown]
             self.export.status.setText(
                 f"Attempt {attempt_id[:8]}: score {'released to' if released else 'withdrawn from'} the trainee"
             )
+            self._show_release(attempt_id)
+            self.release_done.emit(attempt_id, True)
+
+        def failed(message: str) -> None:
+            show_error(self.error, message)
+            self._show_release(attempt_id)
+            self.release_done.emit(attempt_id, False)
+
+        self.jobs.run(lambda: records.set_released(attempt_id, released, access=access), done,
+                      f"{word} the score of attempt {attempt_id[:8]}...", on_error=failed)
+
+    def _show_release(self, attempt_id: str) -> None:
+        """Set the toggle of an attempt to what is known to be stored."""
         row = self.row_of(attempt_id)
         if row >= 0:
             a = self.shown[row]
@@ -420,7 +508,6 @@ class CohortDashboard(QWidget):
             item.setCheckState(Qt.CheckState.Checked if a.released else Qt.CheckState.Unchecked)
             item.setText("released" if a.released else "withheld")
             self._filling = False
-        return ok
 
     @property
     def selected_attempt(self) -> str | None:
@@ -438,38 +525,63 @@ class CohortDashboard(QWidget):
 
     def _attempt_selected(self) -> None:
         aid = self.selected_attempt
-        self.debrief_edit.setEnabled(aid is not None)
-        self.save_debrief_button.setEnabled(aid is not None)
+        self.debrief_edit.setEnabled(False)
+        self.save_debrief_button.setEnabled(False)
+        self._debrief_for = aid
         if aid is None:
             self.debrief_title.setText("Debrief notes: choose an attempt")
             self.debrief_edit.setPlainText("")
             return
-        try:
-            rec = self.records.get_attempt(aid, access=self.access)
-        except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            return
-        self.debrief_title.setText(
-            f"Debrief notes: {self._label(rec.trainee_id)}, {rec.scenario_id}, {local_time(rec.started_at)}"
-            + (f" (critical: {', '.join(rec.critical_errors)})" if rec.critical_errors else "")
-        )
-        self.debrief_edit.setPlainText(rec.debrief_notes)
+        self.debrief_title.setText("Debrief notes: reading...")
+        records, access = self.records, self.access
+
+        def done(rec) -> None:
+            if self._debrief_for != aid:
+                return  # another attempt was chosen meanwhile
+            self.debrief_title.setText(
+                f"Debrief notes: {self._label(rec.trainee_id)}, {rec.scenario_id}, {local_time(rec.started_at)}"
+                + (f" (critical: {', '.join(rec.critical_errors)})" if rec.critical_errors else "")
+            )
+            self.debrief_edit.setPlainText(rec.debrief_notes)
+            self.debrief_edit.setEnabled(True)
+            self.save_debrief_button.setEnabled(True)
+
+        def failed(message: str) -> None:
+            if self._debrief_for == aid:
+                self.debrief_title.setText("Debrief notes: could not be read")
+            show_error(self.error, message)
+
+        self.jobs.run(lambda: records.get_attempt(aid, access=access, with_log=False), done,
+                      f"Reading attempt {aid[:8]}...", on_error=failed)
+
+    @property
+    def debrief_ready(self) -> bool:
+        """True when the notes of the selected attempt are shown and may be edited."""
+        return self.save_debrief_button.isEnabled()
 
     def _save_clicked(self) -> None:
         aid = self.selected_attempt
         if aid is not None:
             self.save_debrief(aid, self.debrief_edit.toPlainText())
 
-    def save_debrief(self, attempt_id: str, notes: str) -> bool:
-        """Write an attempt's debrief notes through the records layer (False on refusal)."""
+    def save_debrief(self, attempt_id: str, notes: str) -> None:
+        """Write an attempt's debrief notes through the records layer (on the records thread).
+
+        :attr:`debrief_saved` says how it went; a refusal is shown as an error.
+        """
         show_error(self.error, "")
-        try:
-            self.records.set_debrief(attempt_id, notes, access=self.access)
-        except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            return False
-        self.export.status.setText(f"Saved the debrief notes of attempt {attempt_id[:8]}")
-        return True
+        records, access = self.records, self.access
+
+        def done(_result: object) -> None:
+            self.export.status.setText(f"Saved the debrief notes of attempt {attempt_id[:8]}")
+            self.debrief_saved.emit(attempt_id, True)
+
+        def failed(message: str) -> None:
+            show_error(self.error, message)
+            self.debrief_saved.emit(attempt_id, False)
+
+        self.jobs.run(lambda: records.set_debrief(attempt_id, notes, access=access), done,
+                      f"Saving the debrief notes of attempt {attempt_id[:8]}...", on_error=failed)
 
     # ------------------------------------------------------------ exports
 

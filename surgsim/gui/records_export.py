@@ -5,10 +5,14 @@ Every export goes through the signed-in person's
 :class:`~surgsim.records.auth.AccessContext`: the records layer refuses what they
 may not read. Exports carry opaque ids only (the records layer's exporters).
 
-xAPI statements are always written to ``xapi-statements.json``; when an LRS
-endpoint is given they are also put in the durable
-:class:`~surgsim.records.queue.StatementQueue` and a drain runs in a worker thread
-(an unreachable LRS never blocks the window; the statements wait in the queue).
+Exports run on the records thread (:mod:`surgsim.gui.records_worker`): the panel
+shows a busy line and disables its buttons meanwhile; :attr:`ExportPanel.exported`
+or an error follows. xAPI statements are always written to
+``xapi-statements.json``; when an LRS endpoint is given they are also put in the
+durable :class:`~surgsim.records.queue.StatementQueue` and a drain runs in a
+worker thread (an unreachable LRS never blocks the window; the statements wait in
+the queue; statements the LRS rejects for good are kept as failed, see
+``surgsim records xapi``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from PySide6.QtWidgets import (
 
 from surgsim.errors import RecordsError, SurgsimError
 from surgsim.gui.records_trainee import error_label, show_error
+from surgsim.gui.records_worker import RecordsJobs, busy_label
 from surgsim.paths import data_dir
 
 DEFAULT_HOME_PAGE = "https://surgsim.org/lab"
@@ -119,11 +124,14 @@ class ExportPanel(QGroupBox):
     -------
     exported(list)
         Paths written by a successful export.
+    export_failed(str)
+        An export failed (the message is also shown in the error label).
     xapi_sent(object)
         The :class:`~surgsim.records.queue.DrainReport` of a drain (or an error string).
     """
 
     exported = Signal(list)
+    export_failed = Signal(str)
     xapi_sent = Signal(object)
 
     def __init__(
@@ -198,8 +206,21 @@ class ExportPanel(QGroupBox):
         layout.addWidget(self.status)
         self.error = error_label()
         layout.addWidget(self.error)
+        self.busy_label = busy_label()
+        layout.addWidget(self.busy_label)
+        self.jobs = RecordsJobs(self, self.busy_label, self.error)
+        self.jobs.busy_changed.connect(self._set_buttons)
 
     # ------------------------------------------------------------ helpers
+
+    @property
+    def busy(self) -> bool:
+        """True while an export runs."""
+        return self.jobs.busy
+
+    def _set_buttons(self, busy: bool) -> None:
+        for b in self.buttons.values():
+            b.setEnabled(not busy)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export folder", self.folder_edit.text())
@@ -207,97 +228,131 @@ class ExportPanel(QGroupBox):
             self.folder_edit.setText(folder)
 
     def folder(self) -> Path:
-        """The export folder (created if missing)."""
+        """The export folder typed in the field (not created here; see :func:`_make_folder`)."""
         text = self.folder_edit.text().strip()
         if not text:
             raise RecordsError("choose an export folder first (type a path or use Browse...)")
-        path = Path(text).expanduser()
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RecordsError(f"cannot create the export folder {path}: {exc}; choose another") from exc
-        return path
+        return Path(text).expanduser()
 
-    def _run(self, fn: Callable[[], list[Path]]) -> list[Path]:
+    def _run(self, prepare: Callable[[], Callable[[], list[Path]]], what: str,
+             then: Callable[[list[Path]], None] | None = None) -> None:
+        """Read the panel in the GUI thread (``prepare``), export on the records thread.
+
+        ``prepare`` returns the export work (a function of nothing, touching no widget)
+        or raises a :class:`SurgsimError` shown at once.
+        """
         show_error(self.error, "")
         self.status.setText("")
         try:
-            paths = fn()
+            work = prepare()
         except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            return []
-        except OSError as exc:
-            show_error(self.error, f"cannot write the export: {exc}")
-            return []
-        self.status.setText("Wrote " + ", ".join(str(p) for p in paths))
-        self.exported.emit(paths)
-        return paths
+            self._failed(str(exc))
+            return
+
+        def done(paths: list[Path]) -> None:
+            self.status.setText("Wrote " + ", ".join(str(p) for p in paths))
+            self.exported.emit(paths)
+            if then is not None:
+                then(paths)
+
+        self.jobs.run(work, done, f"Exporting {what}...", on_error=self._failed)
+
+    def _failed(self, message: str) -> None:
+        show_error(self.error, message)
+        self.export_failed.emit(message)
 
     # ------------------------------------------------------------ exports
 
-    def export_csv(self) -> list[Path]:
-        """Write ``attempts.csv`` and ``metrics.csv`` of the scope's trainees."""
+    def export_csv(self) -> None:
+        """Write ``attempts.csv`` and ``metrics.csv`` of the scope's trainees (on the records thread)."""
         from surgsim.records.export import attempts_csv, metrics_csv
 
-        def run() -> list[Path]:
+        def prepare() -> Callable[[], list[Path]]:
             folder, scope = self.folder(), self.scope()
             ids = [scope.trainee_id] if scope.trainee_id else scope.trainee_ids
-            out = []
-            for name, fn in (("attempts.csv", attempts_csv), ("metrics.csv", metrics_csv)):
-                p = folder / name
-                p.write_text(_scoped_csv(fn, self.records, self.access, ids), encoding="utf-8")
-                out.append(p)
-            return out
+            records, access = self.records, self.access
 
-        return self._run(run)
+            def work() -> list[Path]:
+                _make_folder(folder)
+                out = []
+                for name, fn in (("attempts.csv", attempts_csv), ("metrics.csv", metrics_csv)):
+                    p = folder / name
+                    p.write_text(_scoped_csv(fn, records, access, ids), encoding="utf-8")
+                    out.append(p)
+                return out
 
-    def export_json(self) -> list[Path]:
+            return work
+
+        self._run(prepare, "CSV")
+
+    def export_json(self) -> None:
         """Write the chosen attempt's bundle (``attempt-<id>.json``, replayable)."""
         from surgsim.records.export import write_bundle
 
-        def run() -> list[Path]:
+        def prepare() -> Callable[[], list[Path]]:
             folder, scope = self.folder(), self.scope()
             if not scope.attempt_id:
                 raise RecordsError("choose an attempt in the table first: a bundle holds one attempt")
-            path = folder / f"attempt-{scope.attempt_id}.json"
-            return [write_bundle(self.records, scope.attempt_id, path, access=self.access)]
+            records, access, aid = self.records, self.access, scope.attempt_id
 
-        return self._run(run)
+            def work() -> list[Path]:
+                _make_folder(folder)
+                return [write_bundle(records, aid, folder / f"attempt-{aid}.json", access=access)]
 
-    def export_xapi(self) -> list[Path]:
+            return work
+
+        self._run(prepare, "the attempt bundle")
+
+    def export_xapi(self) -> None:
         """Write the attempts' xAPI statements; queue and send them when an LRS is set."""
         from surgsim.records.xapi import LRSClient, statements_for_attempt
 
-        def run() -> list[Path]:
+        sending: dict[str, object] = {}
+
+        def prepare() -> Callable[[], list[Path]]:
             folder, scope = self.folder(), self.scope()
             if not scope.attempt_ids:
                 raise RecordsError("no attempts in view to export as xAPI statements")
             home = self.home_page_edit.text().strip() or DEFAULT_HOME_PAGE
-            statements = []
-            for aid in scope.attempt_ids:
-                rec = self.records.get_attempt(aid, access=self.access)
-                statements += statements_for_attempt(rec, home_page=home)
-            path = folder / "xapi-statements.json"
-            path.write_text(json.dumps(statements, indent=1), encoding="utf-8")
             endpoint = self.lrs_edit.text().strip()
+            client = None
             if endpoint:
-                from surgsim.records.queue import StatementQueue, default_queue_path
-
                 client = LRSClient(
                     endpoint, self.lrs_user_edit.text(), self.lrs_password_edit.text(), timeout=5.0
                 )
-                qpath = self.queue_path or default_queue_path()
-                with StatementQueue(qpath) as queue:
-                    added = queue.enqueue(client.endpoint, statements)
-                self._drain(qpath, client, added, len(statements))
-            return [path]
+            records, access, ids, qpath = self.records, self.access, list(scope.attempt_ids), self.queue_path
 
-        return self._run(run)
+            def work() -> list[Path]:
+                _make_folder(folder)
+                statements = []
+                for aid in ids:
+                    rec = records.get_attempt(aid, access=access, with_log=False)
+                    statements += statements_for_attempt(rec, home_page=home)
+                path = folder / "xapi-statements.json"
+                path.write_text(json.dumps(statements, indent=1), encoding="utf-8")
+                if client is not None:
+                    from surgsim.records.queue import StatementQueue, default_queue_path
+
+                    queue_file = qpath or default_queue_path()
+                    with StatementQueue(queue_file) as queue:
+                        added = queue.enqueue(client.endpoint, statements)
+                    sending.update(qpath=queue_file, client=client, added=added, total=len(statements))
+                return [path]
+
+            return work
+
+        def then(_paths: list[Path]) -> None:
+            if sending:
+                self._drain(sending["qpath"], sending["client"], sending["added"], sending["total"])
+
+        self._run(prepare, "xAPI statements", then)
 
     def _drain(self, qpath: Path, client, added: int, total: int) -> None:
         thread = DrainThread(qpath, client, added, total)
         thread.report.connect(self._drained)  # queued: runs in the GUI thread
-        self.status.setText(f"xAPI: sending to {client.masked} ...")
+        wrote = self.status.text().split("\n")[0]
+        self.status.setText((wrote + "\n" if wrote.startswith("Wrote") else "")
+                            + f"xAPI: sending to {client.masked} ...")
         thread.start()
 
     def _drained(self, report, added: int, total: int) -> None:
@@ -309,8 +364,11 @@ class ExportPanel(QGroupBox):
                 (wrote + "\n" if wrote.startswith("Wrote") else "")
                 + f"xAPI: {total} statement(s), {added} new in the queue; "
                 f"sent {report.sent}, {report.pending} waiting"
+                + (f", {report.failed} rejected by the LRS (kept as failed)" if report.failed else "")
             )
-            if report.error:
+            if report.error and report.failed and report.error.startswith("the learning record store rejected"):
+                show_error(self.error, report.error)
+            elif report.error:
                 show_error(
                     self.error,
                     f"{report.error} ({report.pending} statement(s) wait in the queue "
@@ -318,24 +376,44 @@ class ExportPanel(QGroupBox):
                 )
         self.xapi_sent.emit(report)
 
-    def export_report(self) -> list[Path]:
+    def export_report(self) -> None:
         """Write the trainee's report (or the cohort's) as HTML and PDF."""
         from surgsim.records.report import cohort_report, trainee_report
 
-        def run() -> list[Path]:
+        def prepare() -> Callable[[], list[Path]]:
             folder, scope = self.folder(), self.scope()
+            records, access = self.records, self.access
             if scope.trainee_id:
-                stem = folder / f"report-{scope.trainee_id}"
-                out = trainee_report(self.records, scope.trainee_id, stem.with_suffix(".html"),
-                                     pdf_path=stem.with_suffix(".pdf"), access=self.access)
-            elif scope.cohort_id:
-                stem = folder / f"cohort-{scope.cohort_id}"
-                out = cohort_report(self.records, scope.cohort_id, stem.with_suffix(".html"),
-                                    pdf_path=stem.with_suffix(".pdf"), access=self.access)
-            else:
-                raise RecordsError(
-                    "choose a cohort or a trainee first: a report is of one trainee or one cohort"
-                )
-            return [out["html"], out["pdf"]]
+                tid = scope.trainee_id
 
-        return self._run(run)
+                def work() -> list[Path]:
+                    _make_folder(folder)
+                    stem = folder / f"report-{tid}"
+                    out = trainee_report(records, tid, stem.with_suffix(".html"),
+                                         pdf_path=stem.with_suffix(".pdf"), access=access)
+                    return [out["html"], out["pdf"]]
+
+                return work
+            if scope.cohort_id:
+                cid = scope.cohort_id
+
+                def work() -> list[Path]:
+                    _make_folder(folder)
+                    stem = folder / f"cohort-{cid}"
+                    out = cohort_report(records, cid, stem.with_suffix(".html"),
+                                        pdf_path=stem.with_suffix(".pdf"), access=access)
+                    return [out["html"], out["pdf"]]
+
+                return work
+            raise RecordsError("choose a cohort or a trainee first: a report is of one trainee or one cohort")
+
+        self._run(prepare, "the report")
+
+
+def _make_folder(path: Path) -> Path:
+    """Create the export folder (on the records thread)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RecordsError(f"cannot create the export folder {path}: {exc}; choose another") from exc
+    return path

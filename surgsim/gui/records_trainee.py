@@ -5,17 +5,19 @@ Everything is read through the signed-in person's
 :class:`~surgsim.records.auth.AccessContext`, so the records layer decides what is
 shown: a trainee gets only their own released attempts; an educator or an admin
 looking at a trainee also sees unreleased attempts (the table then has a
-"released" column).
+"released" column). The reading runs on the records thread
+(:mod:`surgsim.gui.records_worker`); the page shows a busy line meanwhile.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,7 +34,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from surgsim.errors import SurgsimError
+from surgsim.gui.records_worker import RecordsJobs, busy_label
 from surgsim.records.curves import LearningCurve, learning_curve
 from surgsim.records.report import TREND_METRICS
 
@@ -132,6 +134,58 @@ def draw_trends(
     return names
 
 
+@dataclass
+class TraineeData:
+    """What a trainee page shows, read in one go on the records thread.
+
+    Attributes
+    ----------
+    attempts : list of AttemptSummary
+        Oldest first.
+    curves : dict of str to (LearningCurve, float or None)
+        By scenario id: the learning curve and the pass mark of its last attempt.
+    values : dict of str to dict of str to float
+        Metric values by metric name, then attempt id.
+    units : dict of str to str
+    debrief_title, debrief_notes : str
+        The newest debrief notes among the last :data:`DEBRIEF_LOOKBACK` attempts.
+    """
+
+    attempts: list = field(default_factory=list)
+    curves: dict[str, tuple[LearningCurve, float | None]] = field(default_factory=dict)
+    values: dict[str, dict[str, float]] = field(default_factory=dict)
+    units: dict[str, str] = field(default_factory=dict)
+    debrief_title: str = "Last debrief: none yet"
+    debrief_notes: str = ""
+
+
+def load_trainee(records, access, trainee_id: str) -> TraineeData:
+    """Read everything a :class:`TraineePage` shows (runs on the records thread)."""
+    data = TraineeData(attempts=records.list_attempts(trainee_id, access=access))
+    for sid in sorted({a.scenario_id for a in data.attempts}):
+        curve = learning_curve(records, trainee_id, sid, access=access)
+        pass_score = None
+        if curve.attempt_ids:
+            rec = records.get_attempt(curve.attempt_ids[-1], access=access, with_log=False)
+            v = rec.result.get("pass_score")
+            pass_score = float(v) if v is not None else None
+        data.curves[sid] = (curve, pass_score)
+    for aid, name, value, unit in records.metric_rows(access=access, trainee_id=trainee_id):
+        if value is not None:
+            data.values.setdefault(name, {})[aid] = value
+            data.units[name] = unit
+    for a in list(reversed(data.attempts))[:DEBRIEF_LOOKBACK]:
+        rec = records.get_attempt(a.id, access=access, with_log=False)
+        if rec.debrief_notes:
+            data.debrief_title = f"Last debrief: attempt of {local_time(rec.started_at)} on {rec.scenario_id}"
+            data.debrief_notes = rec.debrief_notes
+            break
+    else:
+        if len(data.attempts) > DEBRIEF_LOOKBACK:
+            data.debrief_title = f"Last debrief: none in the last {DEBRIEF_LOOKBACK} attempts"
+    return data
+
+
 class TraineePage(QWidget):
     """One trainee's history, learning curves, metric trends and last debrief.
 
@@ -156,8 +210,16 @@ class TraineePage(QWidget):
     curve_canvas, trend_canvas : FigureCanvasQTAgg
     debrief_view : QPlainTextEdit
         The newest debrief notes (read-only).
+    jobs : RecordsJobs
+        The page's records jobs (:attr:`busy` while one runs).
+
+    Signals
+    -------
+    loaded()
+        A refresh finished (shown, or its error shown).
     """
 
+    loaded = Signal()
     COLUMNS = ("date", "scenario", "mode", "score", "pass", "status")
 
     def __init__(self, records, access, trainee_id: str, label: str | None = None, parent=None):
@@ -180,6 +242,10 @@ class TraineePage(QWidget):
         layout.addWidget(self.summary)
         self.error = error_label()
         layout.addWidget(self.error)
+        self.busy_label = busy_label()
+        layout.addWidget(self.busy_label)
+        self.jobs = RecordsJobs(self, self.busy_label, self.error)
+        self.data = TraineeData()
 
         splitter = QSplitter(Qt.Orientation.Vertical)
         cols = list(self.COLUMNS) + (["released"] if self.show_released else [])
@@ -233,16 +299,36 @@ class TraineePage(QWidget):
 
     # ------------------------------------------------------------ data
 
+    @property
+    def busy(self) -> bool:
+        """True while the page waits for the database."""
+        return self.jobs.busy
+
+    def set_label(self, label: str) -> None:
+        """Change the heading's name of the trainee."""
+        self.heading.setText(f"Attempts of {label}")
+
     def refresh(self) -> None:
-        """Re-read the trainee's attempts and redraw everything."""
+        """Re-read the trainee's attempts (on the records thread); redraw when they arrive."""
+        records, access, tid = self.records, self.access, self.trainee_id
+        self.jobs.run(
+            lambda: load_trainee(records, access, tid),
+            self._loaded,
+            f"Reading the attempts of {tid} from the lab database...",
+            on_error=self._failed,
+        )
+
+    def _failed(self, message: str) -> None:
+        show_error(self.error, message)
+        self.summary.setText("The attempts could not be read (see the error above).")
+        self.loaded.emit()
+
+    def _loaded(self, data: TraineeData) -> None:
         show_error(self.error, "")
-        try:
-            self.attempts = self.records.list_attempts(self.trainee_id, access=self.access)
-        except SurgsimError as exc:
-            self.attempts = []
-            show_error(self.error, str(exc))
+        self.data = data
+        self.attempts = data.attempts
         self._fill_history()
-        scenarios = sorted({a.scenario_id for a in self.attempts})
+        scenarios = sorted(data.curves)
         current = self.scenario_combo.currentText()
         self.scenario_combo.blockSignals(True)
         self.scenario_combo.clear()
@@ -264,7 +350,9 @@ class TraineePage(QWidget):
                 + "."
             )
         self._draw_scenario(self.scenario_combo.currentText())
-        self._fill_debrief()
+        self.debrief_title.setText(data.debrief_title)
+        self.debrief_view.setPlainText(data.debrief_notes)
+        self.loaded.emit()
 
     def _fill_history(self) -> None:
         t = self.history
@@ -288,8 +376,9 @@ class TraineePage(QWidget):
                 t.setItem(i, j, item)
 
     def _draw_scenario(self, scenario_id: str) -> None:
+        """Draw the learning curve and trends of a scenario from what was read."""
         self.curve = None
-        if not scenario_id:
+        if not scenario_id or scenario_id not in self.data.curves:
             self.curve_figure.clear()
             self.trend_figure.clear()
             self.curve_status.setText("")
@@ -297,28 +386,15 @@ class TraineePage(QWidget):
             self.curve_canvas.draw_idle()
             self.trend_canvas.draw_idle()
             return
-        try:
-            curve = learning_curve(self.records, self.trainee_id, scenario_id, access=self.access)
-            pass_score = None
-            if curve.attempt_ids:
-                rec = self.records.get_attempt(curve.attempt_ids[-1], access=self.access)
-                v = rec.result.get("pass_score")
-                pass_score = float(v) if v is not None else None
-            values: dict[str, dict[str, float]] = {}
-            units: dict[str, str] = {}
-            wanted = set(curve.attempt_ids)
-            for aid, name, value, unit in self.records.metric_rows(
-                access=self.access, trainee_id=self.trainee_id
-            ):
-                if aid in wanted and value is not None:
-                    values.setdefault(name, {})[aid] = value
-                    units[name] = unit
-        except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            return
+        curve, pass_score = self.data.curves[scenario_id]
+        wanted = set(curve.attempt_ids)
+        values = {
+            name: {a: v for a, v in by_attempt.items() if a in wanted}
+            for name, by_attempt in self.data.values.items()
+        }
         self.curve = curve
         draw_learning_curve(self.curve_figure, curve, pass_score)
-        self.trend_metrics = draw_trends(self.trend_figure, curve.attempt_ids, values, units)
+        self.trend_metrics = draw_trends(self.trend_figure, curve.attempt_ids, values, self.data.units)
         lc = curve.lc_cusum
         self.curve_status.setText(
             f"CUSUM <b>{curve.cusum.status}</b>; LC-CUSUM "
@@ -326,22 +402,3 @@ class TraineePage(QWidget):
         )
         self.curve_canvas.draw_idle()
         self.trend_canvas.draw_idle()
-
-    def _fill_debrief(self) -> None:
-        self.debrief_view.setPlainText("")
-        self.debrief_title.setText("Last debrief: none yet")
-        recent = list(reversed(self.attempts))[:DEBRIEF_LOOKBACK]
-        for a in recent:
-            try:
-                rec = self.records.get_attempt(a.id, access=self.access)
-            except SurgsimError as exc:
-                show_error(self.error, str(exc))
-                return
-            if rec.debrief_notes:
-                self.debrief_title.setText(
-                    f"Last debrief: attempt of {local_time(rec.started_at)} on {rec.scenario_id}"
-                )
-                self.debrief_view.setPlainText(rec.debrief_notes)
-                return
-        if len(self.attempts) > DEBRIEF_LOOKBACK:
-            self.debrief_title.setText(f"Last debrief: none in the last {DEBRIEF_LOOKBACK} attempts")

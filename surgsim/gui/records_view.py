@@ -11,6 +11,11 @@ only reflects them:
 - an **admin** (or the station itself, for a database without accounts) gets every
   cohort and every trainee.
 
+Nothing here reads the database on the GUI thread: sign-in, the account check and
+every page's reads, writes and exports run on the records thread
+(:mod:`surgsim.gui.records_worker`), with a busy line meanwhile; an unreachable
+database is reported in the page's error line, never a frozen window.
+
 Entry points for the simulator window and ``surgsim app --lab``::
 
     window = open_records_window(records, parent)       # starts at the sign-in page
@@ -20,7 +25,7 @@ Entry points for the simulator window and ``surgsim app --lab``::
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont, QGuiApplication
+from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QDialog,
     QFormLayout,
@@ -35,10 +40,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from surgsim.errors import SurgsimError
 from surgsim.gui.records_dashboard import CohortDashboard
 from surgsim.gui.records_export import ExportPanel, ExportScope
 from surgsim.gui.records_trainee import TraineePage, error_label, person_label, show_error
+from surgsim.gui.records_worker import RecordsJobs, busy_label
 from surgsim.records.auth import AccessDeniedError
 
 __all__ = [
@@ -60,13 +65,22 @@ class SignInForm(QWidget):
     to continue as the station (nobody signed in: every attempt is visible), with
     a note saying so and how to add the first admin.
 
+    The account check and the password check (argon2, deliberately slow) run on the
+    records thread; :attr:`busy` is True meanwhile.
+
     Signals
     -------
     signed_in(object)
         The :class:`~surgsim.records.auth.AccessContext`, or None for the station.
+    sign_in_failed(str)
+        The reason (also shown in the error label).
+    accounts_checked()
+        :meth:`check_accounts` finished (:attr:`has_accounts` is known, or the error shown).
     """
 
     signed_in = Signal(object)
+    sign_in_failed = Signal(str)
+    accounts_checked = Signal()
 
     def __init__(self, records, parent=None) -> None:
         super().__init__(parent)
@@ -94,6 +108,9 @@ class SignInForm(QWidget):
         self.error = error_label()
         self.error.setObjectName("sign_in_error")
         layout.addWidget(self.error)
+        self.busy_label = busy_label()
+        layout.addWidget(self.busy_label)
+        self.jobs = RecordsJobs(self, self.busy_label, self.error)
         self.note = QLabel()
         self.note.setWordWrap(True)
         self.note.hide()
@@ -115,18 +132,36 @@ class SignInForm(QWidget):
         self.has_accounts = True
         self.check_accounts()
 
+    @property
+    def busy(self) -> bool:
+        """True while the form waits for the database."""
+        return self.jobs.busy
+
     def check_accounts(self) -> None:
-        """Offer the station when the database has no accounts (or show why it cannot be read)."""
+        """Offer the station when the database has no accounts (or show why it cannot be read).
+
+        Read on the records thread; the sign-in button waits for the answer.
+        """
         show_error(self.error, "")
-        try:
-            self.has_accounts = bool(self.records.has_accounts())
-        except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            self.has_accounts = True  # unknown: never offer the station on an error
-            self.sign_in_button.setEnabled(False)
-            return
+        self.sign_in_button.setEnabled(False)
+        self.station_button.setEnabled(False)
+        records = self.records
+        self.jobs.run(records.has_accounts, self._accounts_known,
+                      "Opening the lab database...", on_error=self._accounts_unknown)
+
+    def _accounts_unknown(self, message: str) -> None:
+        show_error(self.error, message)
+        self.has_accounts = True  # unknown: never offer the station on an error
+        self.station_button.hide()
+        self.note.hide()
+        self.sign_in_button.setEnabled(True)  # trying again re-reads the database
+        self.accounts_checked.emit()
+
+    def _accounts_known(self, has_accounts: bool) -> None:
+        self.has_accounts = bool(has_accounts)
         for w in (self.user_edit, self.password_edit, self.sign_in_button):
             w.setEnabled(self.has_accounts)
+        self.station_button.setEnabled(True)
         self.station_button.setVisible(not self.has_accounts)
         self.note.setVisible(not self.has_accounts)
         if not self.has_accounts:
@@ -136,37 +171,57 @@ class SignInForm(QWidget):
                 "roles, add the first admin with `surgsim users add NAME --role admin`."
             )
             self.station_button.setDefault(True)
+        self.accounts_checked.emit()
 
     def try_sign_in(self) -> bool:
-        """Check the user name and password; emit :attr:`signed_in` on success."""
+        """Check the user name and password on the records thread.
+
+        :attr:`signed_in` follows on success, :attr:`sign_in_failed` (and the error
+        shown) otherwise. Returns False when nothing was tried (no user name, or a
+        check already running).
+        """
         user = self.user_edit.text().strip()
         if not user:
             show_error(self.error, "Type your user name.")
             self.user_edit.setFocus()
             return False
-        QGuiApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
-        try:
-            access = self.records.login(user, self.password_edit.text())
-        except SurgsimError as exc:
-            show_error(self.error, str(exc))
-            self.password_edit.clear()
-            self.password_edit.setFocus()
+        if self.busy:
             return False
-        finally:
-            QGuiApplication.restoreOverrideCursor()
         show_error(self.error, "")
+        password = self.password_edit.text()
         self.password_edit.clear()
-        self.signed_in.emit(access)
+        self.sign_in_button.setEnabled(False)
+        records = self.records
+        self.jobs.run(lambda: records.login(user, password), self._signed_in,
+                      f"Signing in {user}...", on_error=self._sign_in_failed)
         return True
 
-    def continue_as_station(self) -> bool:
-        """Continue without signing in (only offered when the database has no accounts)."""
-        self.check_accounts()
-        if self.has_accounts:
-            show_error(self.error, "This database has accounts: sign in.")
-            return False
-        self.signed_in.emit(None)
-        return True
+    def _signed_in(self, access) -> None:
+        self.sign_in_button.setEnabled(True)
+        show_error(self.error, "")
+        self.signed_in.emit(access)
+
+    def _sign_in_failed(self, message: str) -> None:
+        self.sign_in_button.setEnabled(True)
+        show_error(self.error, message)
+        self.password_edit.setFocus()
+        self.sign_in_failed.emit(message)
+
+    def continue_as_station(self) -> None:
+        """Continue without signing in (only when the database has no accounts: checked again)."""
+        show_error(self.error, "")
+        records = self.records
+
+        def checked(has_accounts: bool) -> None:
+            self._accounts_known(has_accounts)
+            if self.has_accounts:
+                show_error(self.error, "This database has accounts: sign in.")
+                self.sign_in_failed.emit("This database has accounts: sign in.")
+            else:
+                self.signed_in.emit(None)
+
+        self.jobs.run(records.has_accounts, checked, "Opening the lab database...",
+                      on_error=self._accounts_unknown)
 
 
 class SignInDialog(QDialog):
@@ -253,16 +308,25 @@ class RecordsWindow(QMainWindow):
     # ------------------------------------------------------------ sign in / out
 
     def enter(self, access) -> None:
-        """Show the pages of ``access`` (None: the station, only for a database without accounts)."""
+        """Show the pages of ``access`` (None: the station, only for a database without accounts).
+
+        For the station the database is asked first (on the records thread) whether it
+        has accounts; the pages appear once it answers no.
+        """
         if access is None:
-            try:
-                has_accounts = self.records.has_accounts()
-            except SurgsimError as exc:
-                show_error(self.sign_in_form.error, str(exc))
-                return
-            if has_accounts:
-                show_error(self.sign_in_form.error, "This database has accounts: sign in.")
-                return
+            records = self.records
+
+            def checked(has_accounts: bool) -> None:
+                if has_accounts:
+                    show_error(self.sign_in_form.error, "This database has accounts: sign in.")
+                else:
+                    self._show_pages(None)
+
+            self.sign_in_form.jobs.run(records.has_accounts, checked, "Opening the lab database...")
+            return
+        self._show_pages(access)
+
+    def _show_pages(self, access) -> None:
         self._clear_content()
         self.access = access
         self.signed_in = True
@@ -299,18 +363,24 @@ class RecordsWindow(QMainWindow):
         role = "station" if access is None else access.role
         self.setWindowTitle(f"surgsim: lab records ({role})")
 
+    @property
+    def busy(self) -> bool:
+        """True while any page of the window waits for the database."""
+        return any(j.busy for j in self.findChildren(RecordsJobs))
+
     def _trainee_home(self, access) -> None:
         page = QWidget()
         pl = QVBoxLayout(page)
         pl.setContentsMargins(0, 0, 0, 0)
-        me = None
-        try:
-            me = next((u for u in self.records.list_users(access=access) if u["id"] == access.person_id), None)
-        except SurgsimError:
-            pass
-        self.trainee_page = TraineePage(self.records, access, access.person_id,
-                                        label=person_label(me, access.person_id))
+        self.trainee_page = page_ = TraineePage(self.records, access, access.person_id)
         pl.addWidget(self.trainee_page, stretch=1)
+        records = self.records
+
+        def named(users: list) -> None:  # the heading shows the lab's name for them
+            me = next((u for u in users if u["id"] == access.person_id), None)
+            page_.set_label(person_label(me, access.person_id))
+
+        page_.jobs.run(lambda: records.list_users(access=access), named, on_error=lambda _m: None)
 
         def scope() -> ExportScope:
             rows = {i.row() for i in self.trainee_page.history.selectedItems()}

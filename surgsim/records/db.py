@@ -78,6 +78,7 @@ __all__ = [
     "ATTEMPT_STATUSES",
     "AttemptRecord",
     "AttemptSummary",
+    "CohortInfo",
     "MODES",
     "ROLES",
     "Records",
@@ -228,6 +229,28 @@ class AttemptSummary:
     score: float | None
     passed: bool
     released: bool = False
+
+
+@dataclass(frozen=True)
+class CohortInfo:
+    """A cohort as :meth:`Records.list_cohorts` shows it.
+
+    Attributes
+    ----------
+    id, name : str
+        Opaque cohort id and its name in the lab.
+    created_at : datetime
+        UTC.
+    trainees, educators : tuple of str
+        Opaque ids of the members in each cohort role, sorted (what the reader may
+        see: a trainee sees only themselves).
+    """
+
+    id: str
+    name: str
+    created_at: datetime
+    trainees: tuple[str, ...] = ()
+    educators: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -689,6 +712,51 @@ class Records:
             stmt = stmt.where(CohortMemberRow.role == role)
         return sorted(self._read("read cohorts", lambda s: list(s.execute(stmt).scalars())))
 
+    def list_cohorts(self, *, access: AccessContext | None = None) -> list[CohortInfo]:
+        """The cohorts ``access`` may see, with their members, sorted by id.
+
+        An admin (and the station itself, ``access=None``) sees every cohort; an
+        educator the cohorts they teach (with all members); a trainee the cohorts
+        they belong to, with themselves as the only member shown (other trainees'
+        ids are not theirs to read).
+        """
+        role = None if access is None else access.role
+        if role not in (None, "admin", "educator", "trainee"):
+            raise RecordsError(f"unknown role {role!r} in the access context")
+        stmt = select(CohortRow.id, CohortRow.name, CohortRow.created_at).order_by(CohortRow.id)
+        if role in ("educator", "trainee"):
+            stmt = stmt.where(
+                CohortRow.id.in_(
+                    select(CohortMemberRow.cohort_id).where(
+                        CohortMemberRow.person_id == access.person_id, CohortMemberRow.role == role
+                    )
+                )
+            )
+        members = select(CohortMemberRow.cohort_id, CohortMemberRow.person_id, CohortMemberRow.role)
+        if role == "trainee":
+            members = members.where(CohortMemberRow.person_id == access.person_id)
+
+        def read(s: Session) -> tuple[list[Any], list[Any]]:
+            return s.execute(stmt).all(), s.execute(members).all()
+
+        cohorts, rows = self._read("read cohorts", read)
+        by_cohort: dict[str, dict[str, list[str]]] = {}
+        for cid, pid, mrole in rows:
+            by_cohort.setdefault(cid, {"trainee": [], "educator": []}).setdefault(mrole, []).append(pid)
+        out = []
+        for cid, name, created in cohorts:
+            m = by_cohort.get(cid, {})
+            out.append(
+                CohortInfo(
+                    id=cid,
+                    name=name,
+                    created_at=_utc(created),
+                    trainees=tuple(sorted(m.get("trainee", []))),
+                    educators=tuple(sorted(m.get("educator", []))),
+                )
+            )
+        return out
+
     # ------------------------------------------------------------ scenario versions
 
     def scenario_content(self, scenario_hash: str) -> str | None:
@@ -716,6 +784,7 @@ class Records:
         attempt_id: str | None = None,
         released: bool | None = None,
         case_id: str | None = None,
+        log_bytes: bytes | None = None,
     ) -> str:
         """Store one attempt (trainee created if new) in one durable transaction.
 
@@ -744,6 +813,9 @@ class Records:
             only once an educator releases them).
         case_id : str, optional
             De-identified case id.
+        log_bytes : bytes, optional
+            ``log.to_bytes()`` when the caller has it already (a 30-minute log takes
+            about 2 s to compress); it must decode to ``log``.
 
         Returns
         -------
@@ -764,8 +836,10 @@ class Records:
                 f"the log was made with scenario {log.scenario_id!r} ({log.scenario_hash[:12]}) but "
                 f"is stored as {scenario.id!r} ({scenario_hash[:12]}); pass the scenario the attempt ran"
             )
-        blob = log.to_bytes()
+        blob = log.to_bytes() if log_bytes is None else bytes(log_bytes)
         log_hash = log.hash()
+        if log_bytes is not None and SessionLog.from_bytes(blob).hash() != log_hash:
+            raise RecordsError("log_bytes are not the bytes of this log; pass log.to_bytes()")
         if result.scenario_hash != scenario_hash or result.log_hash not in ("", log_hash):
             raise RecordsError(
                 "the score was computed for another scenario or log; "
@@ -828,6 +902,7 @@ class Records:
     ) -> str:
         """Insert one attempt with its metrics, events, person and scenario version."""
         _check_trainee_id(trainee_id)
+        log_hash = log.hash()
 
         def write(s: Session) -> str:
             trainee = s.get(PersonRow, trainee_id)
@@ -862,7 +937,7 @@ class Records:
                 metrics=metrics,
                 result=result,
                 log=blob,
-                log_hash=log.hash(),
+                log_hash=log_hash,
                 input_hash=log.input_hash(),
                 released=released,
                 released_at=ended_at if released else None,
@@ -939,8 +1014,14 @@ class Records:
             out.append(AttemptSummary(**d))
         return out
 
-    def get_attempt(self, attempt_id: str, *, access: AccessContext | None = None) -> AttemptRecord:
+    def get_attempt(
+        self, attempt_id: str, *, access: AccessContext | None = None, with_log: bool = True
+    ) -> AttemptRecord:
         """One attempt with its session log.
+
+        ``with_log=False`` leaves the log out (``log`` None, ``log_bytes`` empty): what
+        a screen showing the score, result or debrief notes needs, without reading
+        and decoding a log of several MB.
 
         Raises
         ------
@@ -952,12 +1033,8 @@ class Records:
         fields = [
             f for f in AttemptRecord.__dataclass_fields__ if f not in ("log", "log_bytes")
         ]
-        stmt = self._visible(
-            select(*[getattr(AttemptRow, f) for f in fields], AttemptRow.log).where(
-                AttemptRow.id == attempt_id
-            ),
-            access,
-        )
+        cols = [getattr(AttemptRow, f) for f in fields] + ([AttemptRow.log] if with_log else [])
+        stmt = self._visible(select(*cols).where(AttemptRow.id == attempt_id), access)
         row = self._read(f"read attempt {attempt_id!r}", lambda s: s.execute(stmt).first())
         if row is None:
             raise RecordsError(
@@ -965,16 +1042,18 @@ class Records:
                 + (" that you may read" if access is not None else "")
             )
         d = {f: row[i] for i, f in enumerate(fields)}
-        blob = bytes(row[-1])
-        try:
-            stored_log = SessionLog.from_bytes(blob)
-        except Exception:  # undecodable: reported as corruption below
-            stored_log = None
-        if stored_log is None or stored_log.hash() != d["log_hash"]:
-            raise RecordsError(
-                f"attempt {attempt_id!r} in {self.masked_url}: the stored log does not match its "
-                "hash (database corrupted or edited); restore the database from a backup"
-            )
+        blob = bytes(row[-1]) if with_log else b""
+        stored_log = None
+        if with_log:
+            try:
+                stored_log = SessionLog.from_bytes(blob)
+            except Exception:  # undecodable: reported as corruption below
+                stored_log = None
+            if stored_log is None or stored_log.hash() != d["log_hash"]:
+                raise RecordsError(
+                    f"attempt {attempt_id!r} in {self.masked_url}: the stored log does not match "
+                    "its hash (database corrupted or edited); restore the database from a backup"
+                )
         d["started_at"], d["ended_at"] = _utc(d["started_at"]), _utc(d["ended_at"])
         d["critical_errors"] = tuple(d["critical_errors"] or ())
         d["metrics"] = dict(d["metrics"] or {})
@@ -1008,7 +1087,7 @@ class Records:
         self, attempt_id: str, *, access: AccessContext | None = None
     ) -> list[tuple[float, str, dict[str, Any]]]:
         """``(t, kind, data)`` of an attempt's events, in order."""
-        self.get_attempt(attempt_id, access=access)  # raises when not readable
+        self.get_attempt(attempt_id, access=access, with_log=False)  # raises when not readable
         stmt = (
             select(AttemptEventRow.t, AttemptEventRow.kind, AttemptEventRow.data)
             .where(AttemptEventRow.attempt_id == attempt_id)
@@ -1023,7 +1102,7 @@ class Records:
         from surgsim.records.auth import require_role
 
         require_role(access, ("educator", "admin"), "release scores")
-        self.get_attempt(attempt_id, access=access)  # raises when not theirs
+        self.get_attempt(attempt_id, access=access, with_log=False)  # raises when not theirs
 
         def write(s: Session) -> None:
             row = s.get(AttemptRow, attempt_id)
@@ -1039,7 +1118,7 @@ class Records:
         from surgsim.records.auth import require_role
 
         require_role(access, ("educator", "admin"), "write debrief notes")
-        self.get_attempt(attempt_id, access=access)
+        self.get_attempt(attempt_id, access=access, with_log=False)
 
         def write(s: Session) -> None:
             row = s.get(AttemptRow, attempt_id)

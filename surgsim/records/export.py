@@ -6,7 +6,10 @@ may read.
 
 The bundle holds everything replay needs (the scenario version's exact content,
 the session log with its input log and seed) plus the score and metrics, so an
-attempt can be replayed, rescored or archived away from the lab database::
+attempt can be replayed, rescored or archived away from the lab database. Since
+bundle version 2 the log's sample channels are packed (``"samples_packed"``: base64
+of :func:`surgsim.scoring.log.pack_samples`, exact bits; inputs and events stay
+readable JSON); version 1 bundles (samples as JSON lists) still load::
 
     bundle = load_bundle("attempt.json")
     session = replay(bundle.scenario, case, bundle.log)   # surgsim.session.session.replay
@@ -43,7 +46,9 @@ __all__ = [
 ]
 
 BUNDLE_FORMAT = "surgsim-attempt-bundle"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2
+#: Bundle versions :func:`load_bundle` reads (1: samples as JSON lists).
+BUNDLE_VERSIONS = (1, 2)
 
 ATTEMPT_COLUMNS = (
     "attempt_id",
@@ -183,7 +188,7 @@ def attempt_bundle(
             "hash": rec.scenario_hash,
             "content": json.loads(content),
         },
-        "log": rec.log.to_dict() if rec.log is not None else None,
+        "log": rec.log.to_dict(packed_samples=True) if rec.log is not None else None,
         "log_hash": rec.log_hash,
         "input_hash": rec.input_hash,
         "metrics": rec.metrics,
@@ -255,13 +260,16 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{p} is not a surgsim attempt bundle (no \"format\": \"{BUNDLE_FORMAT}\"); "
             "write one with `surgsim records export --format json --attempt ID`"
         )
-    if d.get("version") != BUNDLE_VERSION:
-        raise RecordsError(f"{p}: bundle version {d.get('version')!r} is not supported (want 1)")
+    if d.get("version") not in BUNDLE_VERSIONS:
+        raise RecordsError(
+            f"{p}: bundle version {d.get('version')!r} is not supported (this surgsim reads "
+            f"{', '.join(map(str, BUNDLE_VERSIONS))}); export it again or update surgsim"
+        )
     try:
         sc = d["scenario"]
         scenario = Scenario.model_validate(sc["content"])
         log = SessionLog.from_dict(d["log"])
-    except (KeyError, TypeError, ValueError, ValidationError) as exc:
+    except (KeyError, TypeError, ValueError, ValidationError, RecordsError) as exc:
         raise RecordsError(f"{p}: damaged attempt bundle ({exc})") from exc
     if scenario.content_hash() != sc.get("hash") or log.scenario_hash != sc.get("hash"):
         raise RecordsError(

@@ -278,6 +278,7 @@ class AttemptWriter:
                 started_at=self.started_at,
                 attempt_id=self.attempt_id,
                 case_id=self.case_id,
+                log_bytes=blob,
             )
         except RecordsError as exc:
             self._release()

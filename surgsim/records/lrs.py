@@ -14,6 +14,8 @@ It implements what surgsim sends and checks what a real LRS checks:
 
 Statements live in memory in :attr:`LocalLRS.store` (a dict by id), which may be
 handed to a new server to model an LRS that restarts with its database.
+:meth:`LocalLRS.fail_next` makes it answer the next statement requests with an
+error status (a 503 while it restarts, a 429 when busy ...), for tests.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class LocalLRS:
         self.port = port
         self.store: dict[str, dict[str, Any]] = {} if store is None else store
         self.requests = 0  # statement requests that reached the handler with good credentials
+        self._failures: list[int] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -90,6 +93,15 @@ class LocalLRS:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+    def fail_next(self, status: int, count: int = 1) -> None:
+        """Answer the next ``count`` statement requests (after the checks) with HTTP ``status``."""
+        with self._lock:
+            self._failures += [int(status)] * int(count)
+
+    def _take_failure(self) -> int | None:
+        with self._lock:
+            return self._failures.pop(0) if self._failures else None
 
     def __enter__(self) -> LocalLRS:
         return self.start()
@@ -198,6 +210,10 @@ class _Handler(BaseHTTPRequestHandler):
             return
         statements = body if isinstance(body, list) else [body]
         self.owner.requests += 1
+        failure = self.owner._take_failure()
+        if failure is not None:
+            self._send(failure, {"error": f"told to answer HTTP {failure} (LocalLRS.fail_next)"})
+            return
         # all or nothing: check every statement before storing any
         for st in statements:
             problems = validate_statement(st)

@@ -117,7 +117,7 @@ def _trend_figure(records: Records, attempt_ids: list[str], access: AccessContex
 
 
 def _pass_score(records: Records, attempt_id: str, access: AccessContext | None) -> float | None:
-    rec = records.get_attempt(attempt_id, access=access)
+    rec = records.get_attempt(attempt_id, access=access, with_log=False)
     v = rec.result.get("pass_score")
     return float(v) if v is not None else None
 
@@ -212,7 +212,7 @@ def trainee_report(
         body.append("</table>")
     last_debrief = None
     for a in reversed(attempts):
-        rec = records.get_attempt(a.id, access=access)
+        rec = records.get_attempt(a.id, access=access, with_log=False)
         if rec.debrief_notes:
             last_debrief = rec
             break

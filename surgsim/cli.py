@@ -35,17 +35,26 @@ def _progress_printer(quiet: bool = False):
 
 
 def load_case_for(scenario, progress=None):
-    """The anatomy case a scenario names (built once, then cached)."""
+    """The anatomy case a scenario names: a bundled phantom, a case-library id, or a DICOM
+    folder (imported into the case library once, keyed by series and preset)."""
     from surgsim.cases.build import phantom_vessel_case
+    from surgsim.cases.library import import_dicom_case, load_case
 
-    case_spec = scenario.case
-    phantom = getattr(case_spec, "phantom", None)
-    if phantom:
-        return phantom_vessel_case(phantom, progress=progress)
-    raise SurgsimError(
-        f"scenario {scenario.id}: only bundled phantom cases can be simulated so far "
-        "(case: {phantom: default})"
-    )
+    spec = scenario.case
+    try:
+        if spec.phantom:
+            return phantom_vessel_case(spec.phantom, progress=progress)
+        if spec.case_id:
+            return load_case(spec.case_id)
+        if spec.dicom:
+            folder = scenario.dicom_path()
+            return load_case(import_dicom_case(folder, preset=spec.preset or "vessels", progress=progress))
+    except SurgsimError as exc:
+        try:
+            raise type(exc)(f"scenario {scenario.id}: case: {exc}") from exc
+        except TypeError:  # an error class with another signature: keep it as is
+            raise exc from None
+    raise SurgsimError(f"scenario {scenario.id}: case: give one of phantom, case_id or dicom")
 
 
 # ------------------------------------------------------------------ commands
@@ -172,6 +181,55 @@ def _progress_bar(quiet: bool = False, width: int = 30):
         sys.stderr.flush()
 
     return show
+
+
+def cmd_case_import(args: argparse.Namespace) -> int:
+    from surgsim.anatomy.io import SURFACE_SUFFIXES, _suffix
+    from surgsim.cases.library import import_dicom_case, import_mesh_case, read_manifest
+
+    source = Path(args.source)
+    show = _progress_bar(args.quiet or args.json)
+    if source.is_file() and _suffix(source) in SURFACE_SUFFIXES:
+        case_id = import_mesh_case(source, progress=show, orientation=args.orientation)
+    elif source.is_dir():
+        case_id = import_dicom_case(source, preset=args.preset, series=args.series,
+                                    seed=_parse_point(args.seed), progress=show)
+    else:
+        raise SurgsimError(
+            f"{source}: not a DICOM folder or a surface file ({', '.join(SURFACE_SUFFIXES)})")
+    show(1.0, "done", final=True)
+    manifest = read_manifest(case_id)
+    if args.json:
+        print(json.dumps(manifest, indent=1))
+    else:
+        print(case_id)
+        if not args.quiet:
+            rep = manifest["report"]
+            print(f"  labels: {', '.join(manifest['labels'])}", file=sys.stderr)
+            print(f"  {rep['n_triangles']} triangles, arch type {rep.get('arch_type') or '?'}; use it in a "
+                  f"scenario as  case: {{case_id: {case_id}}}", file=sys.stderr)
+    return 0
+
+
+def cmd_case_list(args: argparse.Namespace) -> int:
+    from surgsim.cases.library import library_dir, list_cases
+
+    cases = list_cases()
+    if args.json:
+        print(json.dumps(cases, indent=1))
+        return 0
+    if not cases:
+        print(f"no cases in {library_dir()}; add one with `surgsim case import FOLDER_OR_MESH`")
+        return 0
+    for m in cases:
+        if "error" in m:
+            print(f"{m['case_id']}  DAMAGED: {m['error']}")
+            continue
+        src = m["source"]
+        kind = f"dicom ({src.get('preset')})" if src["kind"] == "dicom" else "mesh"
+        labels = ", ".join(lab for lab in m["labels"] if "_branch_" not in lab)
+        print(f"{m['case_id']}  {kind:15s} {m['created']}  arch {m['report'].get('arch_type') or '?':3s} {labels}")
+    return 0
 
 
 def cmd_scenario_validate(args: argparse.Namespace) -> int:
@@ -688,6 +746,23 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     build.set_defaults(func=cmd_anatomy_build)
 
+    case = sub.add_parser("case", help="the case library (patient or phantom anatomy scenarios use by id)")
+    case_sub = case.add_subparsers(dest="case_command", required=True)
+    cimp = case_sub.add_parser("import", help="import a contrast CT (DICOM folder) or a vessel surface as a case; "
+                               "prints its id")
+    cimp.add_argument("source", help="DICOM folder, or a surface file (.stl, .obj, .vtp...; metres or mm)")
+    cimp.add_argument("--preset", default="vessels", help="segmentation preset of a DICOM import (vessels)")
+    cimp.add_argument("--series", help="series key from `surgsim dicom info` when the folder holds several")
+    cimp.add_argument("--seed", help="a point inside the aorta, x,y,z in mm (LPS)")
+    cimp.add_argument("--orientation", default="auto", choices=["auto", "lps"],
+                      help="surface files: rotate an arch that does not point up (auto) or keep the file's frame")
+    cimp.add_argument("--json", action="store_true", help="print the case's manifest as JSON")
+    cimp.add_argument("--quiet", action="store_true", help="print only the case id")
+    cimp.set_defaults(func=cmd_case_import)
+    clist = case_sub.add_parser("list", help="list the cases in the library")
+    clist.add_argument("--json", action="store_true")
+    clist.set_defaults(func=cmd_case_list)
+
     scenario = sub.add_parser("scenario", help="scenario files").add_subparsers(dest="scenario_command", required=True)
     validate = scenario.add_parser("validate", help="check scenario files and report every problem")
     validate.add_argument("files", nargs="+")
@@ -826,7 +901,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = {"app", "dicom", "anatomy", "scenario", "run", "replay", "records", "physiology",
-                "bench", "users", "benchmark"}
+                "bench", "users", "benchmark", "case"}
     if not argv or (argv[0] not in commands and argv[0] not in ("-h", "--help", "--version")):
         argv = ["app", *argv]  # `surgsim` alone (or with app options) opens the window
     args = parser.parse_args(argv)

@@ -65,6 +65,17 @@ def test_wizard_builds_shows_the_report_and_saves_a_case(qtbot, wizard):
     w.result_page.save_button.click()
     assert w.saved_case is not None and (w.saved_case / "surface.vtp").is_file()
     assert (w.saved_case / "case.json").is_file()
+    # save as a case scenarios can use: the case library, in a worker thread, showing the id
+    assert w.result_page.case_button.isEnabled()
+    w.result_page.case_button.click()
+    qtbot.waitUntil(lambda: w.case_id is not None or "error" in w.result_page.case_status.text(),
+                    timeout=120_000)
+    assert w.case_id is not None, w.result_page.case_status.text()
+    assert w.case_id in w.result_page.case_status.text() and "case_id" in w.result_page.case_status.text()
+    from surgsim.cases.library import load_case
+
+    case = load_case(w.case_id)
+    assert {"aorta", "left_common_carotid"} <= set(case.labels)
 
 
 def test_cancel_stops_the_build_without_crashing(qtbot, wizard):

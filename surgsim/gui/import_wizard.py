@@ -1,5 +1,10 @@
 """Import wizard: DICOM folder -> series -> slice previews and preset -> build -> 3D result and report -> case.
 
+The result page saves the anatomy files (surface, label map, centerlines,
+report) and, for the vessels preset, saves the series as a simulation case in
+the case library (:func:`surgsim.cases.library.import_dicom_case`), showing the
+case id scenarios refer to (``case: {case_id: ...}``).
+
 The build runs :func:`surgsim.anatomy.pipeline.build_anatomy` in a worker
 thread (``QThread``) with a progress bar and a Cancel button (a
 ``threading.Event`` the pipeline checks between stages and while slices load).
@@ -118,6 +123,35 @@ class BuildWorker(QObject):
             self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
             return
         self.finished.emit(result)
+
+
+class CaseWorker(QObject):
+    """Runs import_dicom_case off the GUI thread; emits progress, then finished(case id) or failed."""
+
+    progress = Signal(float, str)
+    finished = Signal(str)
+    failed = Signal(str)
+
+    def __init__(self, folder, series_key: str | None, preset: str, seed=None):
+        super().__init__()
+        self.folder = folder
+        self.series_key = series_key
+        self.preset = preset
+        self.seed = seed
+
+    def run(self) -> None:
+        from surgsim.cases.library import import_dicom_case
+
+        try:
+            case_id = import_dicom_case(self.folder, preset=self.preset, series=self.series_key, seed=self.seed,
+                                        progress=lambda f, m: self.progress.emit(f, m))
+        except SurgsimError as exc:
+            self.failed.emit(str(exc))
+            return
+        except Exception as exc:  # never crash the GUI
+            self.failed.emit(f"unexpected error: {type(exc).__name__}: {exc}")
+            return
+        self.finished.emit(case_id)
 
 
 # --------------------------------------------------------------------------- pages
@@ -365,9 +399,22 @@ class ResultPage(QWizardPage):
         self.save_button.clicked.connect(self.save)
         self.saved = QLabel()
         self.saved.setWordWrap(True)
+        self.case_button = QPushButton("Save as case for scenarios")
+        self.case_button.setToolTip("Add the series to the case library so scenarios can simulate it "
+                                    "(vessels preset)")
+        self.case_button.clicked.connect(self.save_as_case)
+        self.case_bar = QProgressBar()
+        self.case_bar.setRange(0, 1000)
+        self.case_bar.setVisible(False)
+        self.case_status = QLabel()
+        self.case_status.setWordWrap(True)
+        self.case_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.case_thread: QThread | None = None
+        self.case_worker: CaseWorker | None = None
         row = QHBoxLayout()
         row.addWidget(self.name)
         row.addWidget(self.save_button)
+        row.addWidget(self.case_button)
         top = QHBoxLayout()
         holder = QWidget()
         holder.setLayout(self.view_box)
@@ -378,13 +425,22 @@ class ResultPage(QWizardPage):
         lay.addLayout(top)
         lay.addLayout(row)
         lay.addWidget(self.saved)
+        lay.addWidget(self.case_bar)
+        lay.addWidget(self.case_status)
 
     def initializePage(self) -> None:  # noqa: N802 (Qt API)
         from surgsim.anatomy.report import format_report
+        from surgsim.cases.library import SIMULATABLE_PRESETS
 
         result = self.w.anatomy
         self.report.setPlainText(format_report(result.report) + "\n\n" + json.dumps(result.report, indent=1))
         self.saved.clear()
+        self.case_bar.setVisible(False)
+        simulatable = result.preset in SIMULATABLE_PRESETS
+        self.case_button.setEnabled(simulatable and not self.case_running)
+        self.case_status.setText("" if simulatable else
+                                 f"Only the {', '.join(SIMULATABLE_PRESETS)} preset makes a case the catheter "
+                                 "simulation can use.")
         if self.plotter is None:
             from pyvistaqt import QtInteractor
 
@@ -407,7 +463,52 @@ class ResultPage(QWizardPage):
         self.w.saved_case = folder
         self.saved.setText(f"saved to {folder}")
 
+    @property
+    def case_running(self) -> bool:
+        return self.case_thread is not None and self.case_thread.isRunning()
+
+    def save_as_case(self) -> None:
+        """Import the chosen series into the case library in a worker thread."""
+        if self.case_running or self.w.series is None:
+            return
+        self.w.case_id = None
+        self.case_button.setEnabled(False)
+        self.case_bar.setValue(0)
+        self.case_bar.setVisible(True)
+        self.case_status.setText("saving the case...")
+        folder = Path(self.w.folder_page.edit.text().strip())
+        self.case_thread = QThread()
+        self.case_worker = CaseWorker(folder, self.w.series.key, self.w.anatomy.preset, seed=self.w.seed)
+        self.case_worker.moveToThread(self.case_thread)
+        self.case_thread.started.connect(self.case_worker.run)
+        self.case_worker.progress.connect(self._case_progress)
+        self.case_worker.finished.connect(self._case_saved)
+        self.case_worker.failed.connect(self._case_failed)
+        self.case_worker.finished.connect(self.case_thread.quit)
+        self.case_worker.failed.connect(self.case_thread.quit)
+        self.case_thread.start()
+
+    def _case_progress(self, fraction: float, message: str) -> None:
+        self.case_bar.setValue(int(round(fraction * 1000)))
+        self.case_status.setText(message)
+
+    def _case_saved(self, case_id: str) -> None:
+        self.w.case_id = case_id
+        self.case_bar.setValue(1000)
+        self.case_status.setText(f"Saved as case {case_id}. Use it in a scenario as:  case: {{case_id: {case_id}}}")
+        self.case_button.setEnabled(True)
+
+    def _case_failed(self, message: str) -> None:
+        self.case_status.setText(message)
+        self.case_button.setEnabled(True)
+
+    def wait(self, ms: int = 120_000) -> None:
+        """Block until a case import ends (used on close)."""
+        if self.case_thread is not None:
+            self.case_thread.wait(ms)
+
     def cleanup(self) -> None:
+        self.wait()
         if self.plotter is not None:
             self.plotter.close()
             self.plotter = None
@@ -437,6 +538,7 @@ class ImportWizard(QWizard):
         self.seed = None
         self.anatomy = None
         self.saved_case: Path | None = None
+        self.case_id: str | None = None
         self.cases_root = cases_root
         self.target_triangles = target_triangles
         self.folder_page = FolderPage(self)

@@ -325,3 +325,30 @@ def test_phantom_labels_match_the_phantom_generator():
 
     generated = set(phantom.VESSEL_LABELS) | set(phantom.AIRWAY_LABELS)
     assert PHANTOM_LABELS["default"] == generated
+
+
+def test_case_id_not_in_the_library(tmp_path):
+    d = _data()
+    d["case"] = {"case_id": "case-000000000000"}
+    (p,) = _problems(_write(tmp_path, d))
+    assert "case.case_id" in p and "not in the case library" in p and "surgsim case import" in p
+
+
+def test_case_id_targets_checked_against_the_case_labels(tmp_path):
+    import json
+
+    from surgsim.cases.library import LIBRARY_FORMAT, MANIFEST, case_folder
+
+    case_id = "case-labelscheck01"
+    folder = case_folder(case_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = {"case_id": case_id, "format": LIBRARY_FORMAT, "source": {"kind": "mesh"},
+                "labels": ["aorta", "left_subclavian"]}
+    (folder / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    d = _data()
+    d["case"] = {"case_id": case_id}
+    (p,) = _problems(_write(tmp_path, d))  # the bundled target is the left common carotid
+    assert "targets[0].label: unknown anatomy label 'left_common_carotid'" in p
+    assert "left_subclavian" in p
+    d["targets"][0]["label"] = "left_subclavian"
+    assert load_scenario(_write(tmp_path, d, "ok.yaml")).case.case_id == case_id

@@ -370,6 +370,9 @@ def _cross_check(data: dict[str, Any], base: Path, problems: _Problems) -> None:
                     ("case", "phantom"),
                     f"unknown phantom {phantom!r}{_suggest(phantom, names)} (known: {', '.join(names)})",
                 )
+        case_id = case.get("case_id")
+        if isinstance(case_id, str) and "phantom" not in case and "dicom" not in case:
+            labels = _library_labels(case_id, problems)
         dicom = case.get("dicom")
         if isinstance(dicom, str):
             reason = _asset_problem(dicom, base)
@@ -387,6 +390,20 @@ def _cross_check(data: dict[str, Any], base: Path, problems: _Problems) -> None:
                     f"unknown anatomy label {label!r}{_suggest(label, names)} for this case "
                     f"(known: {', '.join(names)})",
                 )
+
+
+def _library_labels(case_id: str, problems: _Problems) -> frozenset[str] | None:
+    """Labels of a case in the case library; a problem (and None) when it is not usable here."""
+    from surgsim.cases.library import read_manifest  # noqa: PLC0415 (reads only the manifest)
+    from surgsim.errors import SurgsimError  # noqa: PLC0415
+
+    try:
+        manifest = read_manifest(case_id)
+    except SurgsimError as exc:
+        problems.add(("case", "case_id"), str(exc))
+        return None
+    labels = manifest.get("labels")
+    return frozenset(labels) if isinstance(labels, list) else None
 
 
 def _asset_problem(rel: str, base: Path) -> str | None:

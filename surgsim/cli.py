@@ -635,6 +635,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
         from surgsim.bench_anatomy import run_bench_anatomy
 
         run_bench_anatomy(args)
+    if which in ("all", "intubation"):
+        from surgsim.bench_intubation import run_intubation_bench
+
+        run_intubation_bench(args)
     return 0
 
 
@@ -853,11 +857,14 @@ def build_parser() -> argparse.ArgumentParser:
     desat.set_defaults(func=cmd_physiology_desaturation)
 
     bench = sub.add_parser("bench", help="measure start-up, memory and simulation speed")
-    bench.add_argument("which", nargs="?", default="all", choices=["all", "session", "app", "scoring", "physics", "anatomy"],
-                       help="which benchmark (default all): session and start-up, scoring, physics, anatomy")
+    bench.add_argument("which", nargs="?", default="all", choices=["all", "session", "app", "scoring", "physics", "anatomy",
+                                                                "intubation"],
+                       help="which benchmark (default all): session and start-up, scoring, physics, anatomy, "
+                            "intubation (airway physics, laryngoscope view, app memory)")
     bench.add_argument("--json", action="store_true")
     bench.add_argument("--seconds", type=float, default=5.0, help="simulated seconds of the session benchmark")
     bench.add_argument("--no-gui", action="store_true", help="skip the window start-up measurement")
+    bench.add_argument("--frames", type=int, default=60, help="frames rendered by the intubation benchmark")
     bench.set_defaults(func=cmd_bench)
 
     benchmark = sub.add_parser("benchmark", help="expert-derived benchmarks").add_subparsers(

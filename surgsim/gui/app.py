@@ -44,14 +44,21 @@ def run_app(args) -> int:
             dialog.setValue(int(fraction * 100))
             app.processEvents()
 
-        case = load_case_for(scenario, progress=progress)
+        window = None
+        if scenario.procedure == "intubation":  # the airway session builds its own head-and-neck phantom
+            from surgsim.gui.airway_window import IntubationWindow
+
+            window = IntubationWindow(scenario, trainee_id=args.trainee, records=None, progress=progress)
+        else:
+            case = load_case_for(scenario, progress=progress)
         dialog.close()
     except SurgsimError as exc:
         QMessageBox.critical(None, "surgsim", str(exc))
         print(f"surgsim: error: {exc}", file=sys.stderr)
         return 2
 
-    window = MainWindow(scenario, case, trainee_id=args.trainee, records=None)
+    if window is None:
+        window = MainWindow(scenario, case, trainee_id=args.trainee, records=None)
     window.show()
     window.plotter.render()
     app.processEvents()

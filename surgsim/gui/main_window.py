@@ -226,6 +226,12 @@ class MainWindow(QMainWindow):
 
         try:
             scenario = load_scenario(path)
+            if scenario.procedure == "intubation":  # its own window: laryngoscope, monitor, airway
+                from surgsim.gui.airway_window import IntubationWindow
+
+                self._intubation_window = IntubationWindow(scenario, self.trainee_id, records=self.records)
+                self._intubation_window.show()
+                return True
             if scenario.procedure != "endovascular":
                 raise SurgsimError(f"{path}: {scenario.procedure} scenarios have no window yet")
             case = load_case_for(scenario)

@@ -335,3 +335,49 @@ def test_fuzz_corrupted_file_never_breaks_discovery(template_series, edits, cut,
             load_series(folder)
         except DicomSeriesError:
             pass
+
+
+# ---------------------------------------------------------------------------
+# Headers are parsed from the first bytes in memory; longer ones from the file
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra_bytes", [0, 15000, 15540, 15560, 15580, 15600, 40000])
+def test_headers_around_and_beyond_the_in_memory_prefix(tmp_path, extra_bytes):
+    """Whatever the header length, discovery finds the series and the pixel offset is right."""
+    from surgsim.dicom.discover import _HEADER_PREFIX
+
+    paths = write_series(tmp_path, n=3, shape=(128, 128))
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        if extra_bytes:
+            ds.add_new(0x00291010, "OB", b"\x01" * extra_bytes)  # a long private element
+            ds.add_new(0x00290010, "LO", "SURGSIM TEST")
+        ds.save_as(p, enforce_file_format=True)
+    assert paths[0].stat().st_size > _HEADER_PREFIX
+    d = discover(tmp_path)
+    assert len(d.series) == 1 and not d.skipped
+    info = d.series[0]
+    for h, p in zip(info._headers, info.files, strict=True):
+        raw = p.read_bytes()
+        assert raw[h.pixel_offset - 12 : h.pixel_offset - 8] == b"\xe0\x7f\x10\x00"
+    vol = load_series(info)
+    for k, p in enumerate(info.files):
+        np.testing.assert_array_equal(vol.array[k], pydicom.dcmread(p).pixel_array.astype(np.int32) - 1024)
+
+
+@pytest.mark.parametrize("cut", [9000, 16000, 16384, 16390, 30000])
+def test_header_cut_beyond_the_prefix_is_skipped(tmp_path, cut):
+    """A file cut inside (or after) a long header is skipped with a reason; the others still load."""
+    paths = write_series(tmp_path, n=3, shape=(128, 128))
+    ds = pydicom.dcmread(paths[1])
+    ds.add_new(0x00290010, "LO", "SURGSIM TEST")
+    ds.add_new(0x00291010, "OB", b"\x01" * 40000)
+    ds.save_as(paths[1], enforce_file_format=True)
+    paths[1].write_bytes(paths[1].read_bytes()[:cut])
+    d = discover(tmp_path)
+    why = reasons(d)
+    assert paths[1].name in why
+    assert "truncated" in why[paths[1].name] or "(7FE0,0010)" in why[paths[1].name]
+    assert len(d.series) == 1 and d.series[0].n_files == 2
+    assert load_series(d.series[0]).shape == (2, 128, 128)

@@ -613,9 +613,9 @@ def test_direct_native_read_matches_pydicom_with_unused_high_bits(tmp_path, sign
         ds.save_as(p, enforce_file_format=True)
         expected.append(pydicom.dcmread(p).pixel_array)
     info = discover(tmp_path).series[0]
-    from surgsim.dicom.load import _reread_headers
+    from surgsim.dicom.load import _series_headers
 
-    for h in _reread_headers(info):
+    for h in _series_headers(info):
         direct = _read_native_frame(h)
         assert direct is not None  # the fast path was taken
         ref = pydicom.dcmread(h.path).pixel_array
@@ -631,19 +631,137 @@ def test_direct_native_read_matches_pydicom_with_unused_high_bits(tmp_path, sign
 
 def test_direct_native_read_declines_what_it_cannot_read(tmp_path):
     """Compressed and multi-frame files go to pydicom (None from the fast path) and still load."""
-    from surgsim.dicom.load import _read_native_frame, _reread_headers
+    from surgsim.dicom.load import _read_native_frame, _series_headers
 
     rle = tmp_path / "rle"
     for p in make_series(rle, n=2):
         ds = pydicom.dcmread(p)
         ds.compress(RLELossless)
         ds.save_as(p)
-    for h in _reread_headers(discover(rle).series[0]):
+    for h in _series_headers(discover(rle).series[0]):
         assert _read_native_frame(h) is None
     mf = tmp_path / "mf"
     mf.mkdir()
     frames = _enhanced_ct(mf / "ENH", n=3)
-    for h in _reread_headers(discover(mf).series[0]):
+    for h in _series_headers(discover(mf).series[0]):
         assert _read_native_frame(h) is None
     vol = load_series(mf)
     np.testing.assert_array_equal(vol.array, np.maximum(frames.astype(np.int32) - 1024, -1024))
+
+
+# ---------------------------------------------------------------------------
+# Loading reuses what discovery read (no second parse of the headers)
+# ---------------------------------------------------------------------------
+
+
+def test_load_reuses_discovery_headers_and_offsets(tmp_path, monkeypatch):
+    """A discovered series loads without parsing any header again, nor decoding with pydicom."""
+    import surgsim.dicom.load as load_mod
+
+    make_series(tmp_path, n=5, shape=(12, 10), padding=-2000)
+    info = discover(tmp_path).series[0]
+    assert len(info._headers) == 5
+    assert all(h.pixel_offset and h.pixel_length == 12 * 10 * 2 for h in info._headers)
+    reference = load_series(info)
+
+    def no_parse(*args, **kwargs):
+        raise AssertionError("a header was parsed again")
+
+    monkeypatch.setattr(load_mod, "_read_slices", no_parse)
+    monkeypatch.setattr(load_mod.pydicom, "dcmread", no_parse)
+    vol = load_series(info)
+    np.testing.assert_array_equal(vol.array, reference.array)
+    np.testing.assert_array_equal(vol.world_from_voxel, reference.world_from_voxel)
+    np.testing.assert_array_equal(vol.array[:, 0, 0], np.arange(5) * 100 - 1024)
+
+
+def test_series_info_carries_no_scanner_uid(tmp_path):
+    uid = "1.2.826.0.1.3680043.8.498.424242"
+    make_series(tmp_path, n=3, series_uid=uid, study_uid=uid + ".1")
+    info = discover(tmp_path).series[0]
+    text = repr(info) + " ".join(repr(h) for h in info._headers)
+    assert "424242" not in text
+    assert len({h.series_uid for h in info._headers}) == 1
+
+
+def test_file_rewritten_after_discovery_is_parsed_again(tmp_path):
+    """Changed size or time: the new header is read (new pixels load; another series is refused)."""
+    import os
+
+    paths = make_series(tmp_path, n=4)
+    info = discover(tmp_path).series[0]
+    # same geometry, new pixel values and a longer header: the old pixel offset is stale
+    write_slice(paths[2], np.full((16, 16), 777, np.int16), (-4.0, -4.0, 14.0),
+                extra={"ImageComments": "rewritten with a longer header"})
+    st = os.stat(paths[2])
+    os.utime(paths[2], ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))
+    vol = load_series(info)
+    assert vol.array[2, 0, 0] == 777 - 1024
+    # a file that now belongs to another series is refused, naming the file and tag
+    write_slice(paths[3], np.zeros((16, 16), np.int16), (-4.0, -4.0, 16.0),
+                series_uid="1.2.826.0.1.3680043.8.498.99")
+    st = os.stat(paths[3])
+    os.utime(paths[3], ns=(st.st_atime_ns, st.st_mtime_ns + 9_000_000_000))
+    with pytest.raises(DicomSeriesError, match=r"SeriesInstanceUID \(0020,000E\)") as exc:
+        load_series(info)
+    assert str(paths[3]) in str(exc.value)
+
+
+def test_stale_pixel_offset_falls_back_to_pydicom(tmp_path):
+    """If the bytes at the recorded offset are not the Pixel Data element, pydicom decodes the file."""
+    from dataclasses import replace
+
+    from surgsim.dicom.load import _read_native_frame
+
+    make_series(tmp_path, n=3, shape=(8, 8))
+    info = discover(tmp_path).series[0]
+    bad = tuple(replace(h, pixel_offset=h.pixel_offset - 2) for h in info._headers)
+    assert all(_read_native_frame(h) is None for h in bad)
+    vol = load_series(replace(info, _headers=bad))
+    np.testing.assert_array_equal(vol.array[:, 3, 3], np.arange(3) * 100 - 1024)
+
+
+@pytest.mark.parametrize("signed", [False, True])
+@pytest.mark.parametrize("bits", [12, 16])
+def test_in_place_integer_rescale_matches_pydicom(tmp_path, signed, bits):
+    """Direct reads rescaled in place (padding range, clamping, unused high bits) equal pydicom's values."""
+    rng = np.random.default_rng(bits + signed)
+    paths = make_series(tmp_path, n=4, shape=(9, 7), intercept=-1024.0 if not signed else 0.0)
+    pad_lo, pad_hi = (5, 9) if not signed else (-2000, -1990)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.BitsStored, ds.HighBit, ds.PixelRepresentation = bits, bits - 1, int(signed)
+        if bits == 16 and not signed:
+            ds.RescaleIntercept = "-32768"
+        raw = rng.integers(0, 1 << 16, size=(9, 7), dtype=np.uint16)
+        raw[0, :3] = [pad_lo & 0xFFFF, pad_hi & 0xFFFF, (pad_lo + 2) & 0xFFFF]
+        ds.PixelData = raw.tobytes()
+        ds.add_new(0x00280120, "US" if not signed else "SS", pad_lo)
+        ds.add_new(0x00280121, "US" if not signed else "SS", pad_hi)
+        ds.save_as(p, enforce_file_format=True)
+    info = discover(tmp_path).series[0]
+    vol = load_series(info)
+    assert vol.array.dtype == np.int16
+    for k, p in enumerate(info.files):
+        ds = pydicom.dcmread(p)
+        stored = ds.pixel_array.astype(np.int64)
+        hu = stored + int(float(ds.RescaleIntercept))
+        hu[(stored >= pad_lo) & (stored <= pad_hi)] = -1024
+        np.testing.assert_array_equal(vol.array[k], np.maximum(hu, -1024))
+
+
+def test_rewrite_keeping_size_and_mtime_is_still_seen(tmp_path):
+    """A copy tool that restores the modification time (``cp -p``) cannot hide a changed header."""
+    import os
+
+    paths = make_series(tmp_path, n=4)
+    info = discover(tmp_path).series[0]
+    st = os.stat(paths[3])
+    size = st.st_size
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    # same size, new position along z (16 -> 19 mm: an uneven step now), old mtime put back
+    write_slice(paths[3], np.full((16, 16), 300, np.int16), (-4.0, -4.0, 19.0))
+    assert os.stat(paths[3]).st_size == size
+    os.utime(paths[3], ns=(st.st_atime_ns, st.st_mtime_ns))
+    vol = load_series(info)
+    assert any("uneven slice spacing" in n for n in vol.notes)

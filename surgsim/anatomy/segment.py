@@ -153,6 +153,37 @@ def _fill_holes_cropped(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+def _component_at(mask: np.ndarray, seed: tuple[int, int, int]) -> np.ndarray:
+    """The 6-connected component of ``mask`` holding voxel ``seed``.
+
+    Same as ``labels == labels[seed]`` with ``labels = ndimage.label(mask)[0]``
+    (all False when ``mask[seed]`` is False), by a flood fill that visits only
+    the component instead of labelling the whole array.
+
+    Parameters
+    ----------
+    mask : (nk, nj, ni) bool
+    seed : (3,) int, ``(k, j, i)``
+
+    Returns
+    -------
+    (nk, nj, ni) bool
+    """
+    from skimage.segmentation import flood
+
+    m = np.asarray(mask, dtype=bool)
+    if not m[seed]:
+        return np.zeros(m.shape, dtype=bool)
+    return flood(m, tuple(int(c) for c in seed), connectivity=1)
+
+
+def _first_true(mask: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the first True voxel in C order (``None`` when there is none)."""
+    flat = int(np.argmax(mask))
+    idx = np.unravel_index(flat, mask.shape)
+    return tuple(int(c) for c in idx) if mask[idx] else None
+
+
 def _inplane_structure(axis: int) -> np.ndarray:
     """3x3x3 structure connecting voxels only within planes normal to ``axis``."""
     s = np.zeros((3, 3, 3), dtype=bool)
@@ -428,29 +459,31 @@ def segment_vessels_with_seed(
             f"vessels preset: seed {_fmt_mm(seed)} lies outside the volume; "
             "pass --seed x,y,z (metres, LPS) inside the aorta"
         )
-    labels, n = ndimage.label(cand)
-    if n == 0:
+    if not cand.any():
         raise AnatomyError(
             f"vessels preset: no voxel between {lo:.0f} and {hi:.0f} HU: this is not a "
             "contrast CT; use the airway, bone or skin preset, or a contrast-enhanced series"
         )
-    lab = int(labels[k, j, i])
-    if lab == 0:  # look for a contrast voxel within 3 voxels
+    start: tuple[int, ...] | None = (k, j, i)
+    if not cand[k, j, i]:  # look for a contrast voxel within 3 voxels
+        start = None
         r = 3
         sl = tuple(slice(max(0, c - r), c + r + 1) for c in (k, j, i))
-        sub = labels[sl]
+        sub = cand[sl]
         if sub.any():
-            idx = np.argwhere(sub > 0)
+            idx = np.argwhere(sub)
             centre = np.array([k, j, i]) - np.array([x.start for x in sl])
             best = idx[np.argmin(np.linalg.norm((idx - centre) * sp, axis=1))]
-            lab = int(sub[tuple(best)])
-    if lab == 0:
+            start = tuple(int(b + x.start) for b, x in zip(best, sl, strict=True))
+    if start is None:
         raise AnatomyError(
             f"vessels preset: seed {_fmt_mm(seed)} has {float(s[k, j, i]):.0f} HU, outside "
             f"the contrast range {lo:.0f}..{hi:.0f} HU; pass --seed x,y,z inside the "
             "contrast-filled lumen of the aorta"
         )
-    comp = labels == lab
+    # the seed's connected component (a flood fill: labelling every component costs far more)
+    comp = _component_at(cand, start)  # type: ignore[arg-type]
+    del cand
     comp = _cut_bone_leak(comp, s, (k, j, i), sp)
     return (_fill_holes_cropped(_refine_boundary(comp, s)) if refine else comp), np.asarray(seed, dtype=float)
 
@@ -596,12 +629,21 @@ def _refine_boundary(comp: np.ndarray, s: np.ndarray) -> np.ndarray:
     if not (tissue_hu + 50.0 < mid < lumen_hu - 50.0):
         return comp  # no clear contrast step: keep the threshold mask
     grown = d1 & (v >= mid) & (v <= VESSEL_HU[1])
+    out = np.zeros_like(comp)
+    # the component of ``grown`` that overlaps the core most: when one component holds
+    # every overlapping voxel (the usual case) it is found by a flood fill from one of them
+    hits = grown & core
+    first = _first_true(hits)
+    if first is not None:
+        part = _component_at(grown, first)
+        if not np.any(hits & ~part):
+            out[sl] = part
+            return out
     labels, n = ndimage.label(grown)
     if n == 0:
         return comp
     overlap = np.bincount(labels[core], minlength=n + 1)
     overlap[0] = 0
-    out = np.zeros_like(comp)
     out[sl] = labels == int(np.argmax(overlap))
     return out
 

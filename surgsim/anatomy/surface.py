@@ -20,6 +20,26 @@ def _edge_counts(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return counts, counts[inverse]
 
 
+def _mask_bbox(mask: np.ndarray) -> tuple[slice, slice, slice]:
+    """Bounding box ``(k, j, i)`` slices of the True voxels of a non-empty 3D bool mask.
+
+    Two passes over the mask (the slices holding any voxel, then the OR of
+    those slices), both along contiguous memory, instead of one strided
+    reduction per axis.
+    """
+    m = np.ascontiguousarray(mask)
+    flat = m.reshape(m.shape[0], -1)
+    if flat.shape[1] % 8 == 0:  # eight voxels per 64-bit word: 8x fewer elements to reduce
+        kk = np.flatnonzero(flat.view(np.uint64).any(axis=1))
+    else:
+        kk = np.flatnonzero(flat.any(axis=1))
+    k0, k1 = int(kk[0]), int(kk[-1]) + 1
+    plane = np.logical_or.reduce(m[k0:k1], axis=0)
+    jj = np.flatnonzero(plane.any(axis=1))
+    ii = np.flatnonzero(plane.any(axis=0))
+    return slice(k0, k1), slice(int(jj[0]), int(jj[-1]) + 1), slice(int(ii[0]), int(ii[-1]) + 1)
+
+
 def _triangles(mesh) -> np.ndarray:
     faces = np.asarray(mesh.faces)
     if faces.size == 0:
@@ -191,6 +211,8 @@ def surface_from_mask(
     from vtkmodules.vtkFiltersCore import vtkFlyingEdges3D, vtkWindowedSincPolyDataFilter
 
     mask = np.asarray(mask)
+    if mask.dtype != np.bool_:
+        mask = mask != 0
     if mask.ndim != 3:
         raise AnatomyError(f"surface_from_mask: mask must be 3D (nk, nj, ni), got shape {mask.shape}")
     if not mask.any():
@@ -200,10 +222,11 @@ def surface_from_mask(
         raise AnatomyError("surface_from_mask: world_from_voxel must be an invertible (4, 4) affine")
 
     # crop to the bounding box, pad one voxel: closed surface, less work
-    kk, jj, ii = (np.flatnonzero(mask.any(axis=ax)) for ax in ((1, 2), (0, 2), (0, 1)))
-    k0, j0, i0 = kk[0], jj[0], ii[0]
-    sub = mask[k0 : kk[-1] + 1, j0 : jj[-1] + 1, i0 : ii[-1] + 1]
-    padded = np.pad(sub.astype(np.uint8), 1)
+    box = _mask_bbox(mask)
+    k0, j0, i0 = box[0].start, box[1].start, box[2].start
+    sub = mask[box]
+    padded = np.zeros(tuple(n + 2 for n in sub.shape), dtype=np.uint8)
+    padded[1:-1, 1:-1, 1:-1] = sub
 
     image = pv.ImageData(dimensions=padded.shape[::-1], spacing=(1.0, 1.0, 1.0),
                          origin=(i0 - 1.0, j0 - 1.0, k0 - 1.0))

@@ -24,7 +24,6 @@ tongue, epiglottis, oesophagus) for the physics' static wall mesh.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -798,15 +797,13 @@ def lumen_mask(d: AirwayDesign, spacing_mm: float = 2.0) -> tuple[np.ndarray, np
 # --------------------------------------------------------------------------- DICOM
 
 
+_UID_SEED = "surgsim-airway-phantom"
+
+
 def _uid(*parts: str) -> str:
-    from pydicom.uid import generate_uid
+    from surgsim.dicom.write import deterministic_uid
 
-    return str(generate_uid(prefix=_UID_PREFIX, entropy_srcs=["surgsim-airway-phantom", *parts]))
-
-
-def _ds(v: float) -> str:
-    s = f"{v:.6f}".rstrip("0").rstrip(".")
-    return "0" if s in ("-0", "") else s
+    return deterministic_uid(_UID_PREFIX, _UID_SEED, *parts)
 
 
 def write_airway_series(
@@ -826,79 +823,23 @@ def write_airway_series(
     list of Path
         The written files in slice order.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+    from surgsim.dicom.write import write_ct_series
 
     volume, _, _ = make_airway_phantom(variant, spacing, seed, extension)
-    w = volume.world_from_voxel * 1000.0
-    sx, sy, sz = w[0, 0], w[1, 1], w[2, 2]
-    x0, y0, z0 = w[:3, 3]
-    out_dir = Path(out_dir)
+    sz = float(volume.world_from_voxel[2, 2] * 1000.0)
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DicomSeriesError(f"cannot create airway phantom folder {out_dir}: {exc}; choose a writable folder") from exc
-    study_uid = _uid(variant, "study")
-    frame_uid = _uid(variant, "frame")
-    stored = (volume.array.astype(np.int32) + 1024).astype("<u2")
-    paths = []
-    for k in range(volume.shape[0]):
-        sop = _uid(volume.series_uid, f"instance-{k + 1}")
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = _uid("implementation")
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop
-        ds.StudyDate = ds.SeriesDate = ds.ContentDate = "20240101"
-        ds.StudyTime = ds.SeriesTime = ds.ContentTime = "120000"
-        ds.Modality = "CT"
-        ds.Manufacturer = "surgsim"
-        ds.StudyDescription = "Phantom head and neck CT"
-        ds.SeriesDescription = f"Airway phantom {variant} axial {sz:g}mm"
-        ds.PatientName = f"AirwayPhantom^{variant.capitalize()}"
-        ds.PatientID = f"SURGSIM-AIRWAY-{variant.upper()}"
-        ds.PatientBirthDate = "19700101"
-        ds.PatientSex = "O"
-        ds.BodyPartExamined = "NECK"
-        ds.SliceThickness = _ds(sz)
-        ds.PatientPosition = "HFS"
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = volume.series_uid
-        ds.StudyID = "1"
-        ds.SeriesNumber = 1
-        ds.InstanceNumber = k + 1
-        z = z0 + k * sz
-        ds.ImagePositionPatient = [_ds(x0), _ds(y0), _ds(z)]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-        ds.FrameOfReferenceUID = frame_uid
-        ds.SliceLocation = _ds(z)
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = volume.shape[1]
-        ds.Columns = volume.shape[2]
-        ds.PixelSpacing = [_ds(sy), _ds(sx)]
-        ds.BitsAllocated = 16
-        ds.BitsStored = 12
-        ds.HighBit = 11
-        ds.PixelRepresentation = 0
-        ds.WindowCenter = "40"
-        ds.WindowWidth = "400"
-        ds.RescaleIntercept = "-1024"
-        ds.RescaleSlope = "1"
-        ds.RescaleType = "HU"
-        ds.add_new(0x7FE00010, "OW", stored[k].tobytes())
-        path = out_dir / f"CT{k + 1:06d}.dcm"
-        tmp = path.with_name(path.name + ".part")
-        ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
+        return write_ct_series(
+            volume, out_dir,
+            series_description=f"Airway phantom {variant} axial {sz:g}mm",
+            study_description="Phantom head and neck CT",
+            patient_name=f"AirwayPhantom^{variant.capitalize()}",
+            patient_id=f"SURGSIM-AIRWAY-{variant.upper()}",
+            body_part="NECK",
+            uid_root=_UID_PREFIX, uid_seed=_UID_SEED,
+            study_uid=_uid(variant, "study"), frame_of_reference_uid=_uid(variant, "frame"),
+        )
+    except DicomSeriesError as exc:
+        raise DicomSeriesError(f"airway phantom {variant!r}: {exc}") from None
 
 
 def with_params(variant: str, **changes) -> AirwayParams:

@@ -17,11 +17,15 @@ _STAMP = "phantom.json"
 
 
 def _expected_stamp(variant: str = "default") -> dict[str, object]:
+    from surgsim.dicom import write as dicom_write
+
     source = Path(phantom.__file__).read_bytes()
+    writer = Path(dicom_write.__file__).read_bytes()  # the DICOM bytes come from both files
     return {
         "generator": "surgsim.cases.phantom",
         "generator_version": phantom.GENERATOR_VERSION,
         "generator_sha256": hashlib.sha256(source).hexdigest(),
+        "writer_sha256": hashlib.sha256(writer).hexdigest(),
         "variant": variant,
         "spacing_m": list(phantom.DEFAULT_SPACING),
         "seed": 0,

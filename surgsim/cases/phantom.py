@@ -28,7 +28,6 @@ Guarantees other modules rely on (checked by ``tests/test_phantom.py``):
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +76,7 @@ _LUNG_SLEEVE = 4.0  # extra mm of mediastinal tissue between a wall and the lung
 _BIG = 1.0e4  # "far away" signed distance, mm
 
 _UID_PREFIX = "1.2.826.0.1.3680043.8.498."
+_UID_SEED = "surgsim-phantom"
 
 VESSEL_LABELS = ("aorta", "brachiocephalic", "left_common_carotid", "left_subclavian")
 AIRWAY_LABELS = ("trachea", "right_main_bronchus", "left_main_bronchus")
@@ -784,9 +784,9 @@ def make_phantom_volume(
 
 
 def _uid(*parts: str) -> str:
-    from pydicom.uid import generate_uid
+    from surgsim.dicom.write import deterministic_uid
 
-    return str(generate_uid(prefix=_UID_PREFIX, entropy_srcs=["surgsim-phantom", *parts]))
+    return deterministic_uid(_UID_PREFIX, _UID_SEED, *parts)
 
 
 def _series_uid(variant: str, grid: _Grid, seed: int) -> str:
@@ -799,12 +799,6 @@ def _series_uid(variant: str, grid: _Grid, seed: int) -> str:
     )
 
 
-def _ds(v: float) -> str:
-    """Decimal string (DICOM DS, <= 16 characters) for a millimetre value."""
-    s = f"{v:.6f}".rstrip("0").rstrip(".")
-    return "0" if s in ("-0", "") else s
-
-
 def write_phantom_series(
     out_dir: Path,
     variant: str = "default",
@@ -814,8 +808,9 @@ def write_phantom_series(
     """Generate the phantom and write it as a CT DICOM series, one file per slice.
 
     Files are ``CT000001.dcm`` (most inferior slice) upward, Explicit VR Little
-    Endian, CT Image Storage, stored as uint16 with RescaleIntercept -1024.
-    Writing is deterministic: the same arguments give byte-identical files.
+    Endian, CT Image Storage, stored as uint16 with RescaleIntercept -1024
+    (:func:`surgsim.dicom.write.write_ct_series`). Writing is deterministic:
+    the same arguments give byte-identical files.
 
     Parameters
     ----------
@@ -829,101 +824,46 @@ def write_phantom_series(
     list of Path
         The written files in slice order.
     """
-    from pydicom.dataset import Dataset, FileMetaDataset
-    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+    from surgsim.dicom.write import PrivateBlock, decimal_string, write_ct_series
 
     volume, _ = make_phantom_volume(variant, spacing, seed)
     grid = _grid(spacing)
-    out_dir = Path(out_dir)
+    extra = {
+        "AcquisitionDate": "20240101",
+        "AcquisitionTime": "120000",
+        "AccessionNumber": "SURGSIMACC001",
+        "InstitutionName": "surgsim digital phantom",
+        "InstitutionAddress": "1 Phantom Way, Nowhere",
+        "ReferringPhysicianName": "Referrer^Phantom",
+        "StationName": "SURGSIM-GEN",
+        "OperatorsName": "Operator^Phantom",
+        "ManufacturerModelName": "digital phantom",
+        "PatientAge": "054Y",
+        "PatientWeight": "75",
+        "KVP": "120",
+        "SpacingBetweenSlices": decimal_string(grid.sz),
+        "DeviceSerialNumber": "PHANTOM-0001",
+        "SoftwareVersions": f"surgsim phantom generator v{GENERATOR_VERSION}",
+        "AcquisitionNumber": 1,
+        "PositionReferenceIndicator": "",
+        "ImageComments": f"surgsim digital phantom, variant {variant}, seed {seed}",
+    }
+    private = PrivateBlock(
+        0x0009, "SURGSIM PHANTOM", ((0x01, "LO", f"generator v{GENERATOR_VERSION} variant {variant}"),)
+    )
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise DicomSeriesError(
-            f"cannot create phantom output folder {out_dir}: {exc}; choose a writable folder"
-        ) from exc
-
-    study_uid = _uid(variant, "study")
-    series_uid = volume.series_uid
-    frame_uid = _uid(variant, "frame-of-reference")
-    impl_uid = _uid("implementation")
-    title = variant.capitalize()
-    paths: list[Path] = []
-    stored = (volume.array.astype(np.int32) + 1024).astype("<u2")
-    for k in range(grid.nk):
-        sop_uid = _uid(series_uid, f"instance-{k + 1}")
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CTImageStorage
-        meta.MediaStorageSOPInstanceUID = sop_uid
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        meta.ImplementationClassUID = impl_uid
-        meta.ImplementationVersionName = f"SURGSIM_PH{GENERATOR_VERSION}"
-
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop_uid
-        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = "20240101"
-        ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = "120000"
-        ds.AccessionNumber = "SURGSIMACC001"
-        ds.Modality = "CT"
-        ds.Manufacturer = "surgsim"
-        ds.InstitutionName = "surgsim digital phantom"
-        ds.InstitutionAddress = "1 Phantom Way, Nowhere"
-        ds.ReferringPhysicianName = "Referrer^Phantom"
-        ds.StationName = "SURGSIM-GEN"
-        ds.StudyDescription = "Phantom chest CT angiography"
-        ds.SeriesDescription = f"Phantom {variant} axial {grid.sz:g}mm"
-        ds.OperatorsName = "Operator^Phantom"
-        ds.ManufacturerModelName = "digital phantom"
-        ds.PatientName = f"Phantom^{title}"
-        ds.PatientID = f"SURGSIM-PHANTOM-{variant.upper()}"
-        ds.PatientBirthDate = "19700101"
-        ds.PatientSex = "O"
-        ds.PatientAge = "054Y"
-        ds.PatientWeight = "75"
-        ds.BodyPartExamined = "CHEST"
-        ds.SliceThickness = _ds(grid.sz)
-        ds.KVP = "120"
-        ds.SpacingBetweenSlices = _ds(grid.sz)
-        ds.DeviceSerialNumber = "PHANTOM-0001"
-        ds.SoftwareVersions = f"surgsim phantom generator v{GENERATOR_VERSION}"
-        ds.PatientPosition = "HFS"
-        ds.StudyInstanceUID = study_uid
-        ds.SeriesInstanceUID = series_uid
-        ds.StudyID = "1"
-        ds.SeriesNumber = 1
-        ds.AcquisitionNumber = 1
-        ds.InstanceNumber = k + 1
-        z = grid.z0 + k * grid.sz
-        ds.ImagePositionPatient = [_ds(grid.x0), _ds(grid.y0), _ds(z)]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-        ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
-        ds.SliceLocation = _ds(z)
-        ds.ImageComments = f"surgsim digital phantom, variant {variant}, seed {seed}"
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = grid.nj
-        ds.Columns = grid.ni
-        ds.PixelSpacing = [_ds(grid.sy), _ds(grid.sx)]  # row spacing, column spacing
-        ds.BitsAllocated = 16
-        ds.BitsStored = 12
-        ds.HighBit = 11
-        ds.PixelRepresentation = 0
-        ds.WindowCenter = "40"
-        ds.WindowWidth = "400"
-        ds.RescaleIntercept = "-1024"
-        ds.RescaleSlope = "1"
-        ds.RescaleType = "HU"
-        block = ds.private_block(0x0009, "SURGSIM PHANTOM", create=True)
-        block.add_new(0x01, "LO", f"generator v{GENERATOR_VERSION} variant {variant}")
-        ds.add_new(0x7FE00010, "OW", stored[k].tobytes())
-
-        path = out_dir / f"CT{k + 1:06d}.dcm"
-        tmp = path.with_name(path.name + ".part")
-        ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-        paths.append(path)
-    return paths
+        return write_ct_series(
+            volume, out_dir,
+            series_description=f"Phantom {variant} axial {grid.sz:g}mm",
+            study_description="Phantom chest CT angiography",
+            patient_name=f"Phantom^{variant.capitalize()}",
+            patient_id=f"SURGSIM-PHANTOM-{variant.upper()}",
+            body_part="CHEST",
+            uid_root=_UID_PREFIX, uid_seed=_UID_SEED,
+            study_uid=_uid(variant, "study"),
+            frame_of_reference_uid=_uid(variant, "frame-of-reference"),
+            implementation_version_name=f"SURGSIM_PH{GENERATOR_VERSION}",
+            extra=extra, private=(private,),
+        )
+    except DicomSeriesError as exc:
+        raise DicomSeriesError(f"phantom {variant!r}: {exc}") from None

@@ -15,12 +15,13 @@ keys are one-way hashes of UIDs and descriptions are built from geometry.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import struct
 import warnings
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -78,6 +79,8 @@ _NON_IMAGE_MODALITIES = {
 }
 
 _PIXEL_TAGS = {0x7FE00010, 0x7FE00008, 0x7FE00009}
+#: Bytes of a file read at once to parse its header in memory (longer headers are read from the file).
+_HEADER_PREFIX = 1 << 14
 
 # Tolerances (millimetres unless stated)
 _ORTHO_TOL = 1e-3  # |row . col| and | |v| - 1 | for ImageOrientationPatient
@@ -124,6 +127,9 @@ class SeriesInfo:
     spacing: tuple[float, float, float]
     files: tuple[Path, ...]
     warnings: tuple[str, ...] = ()
+    #: The slice headers read by :func:`discover` (sorted; each file's size, time and pixel
+    #: data offset; UIDs one-way hashed), so that loading does not parse the files again.
+    _headers: tuple[_SliceHeader, ...] = field(default=(), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -179,6 +185,12 @@ class _SliceHeader:
     signed: bool
     gantry_tilt: float | None  # degrees, from (0018,1120)
     transfer_syntax: str = ""
+    # where the loader finds the pixels without parsing the file again
+    pixel_offset: int | None = None  # byte offset of native Pixel Data values (None: encapsulated/none)
+    pixel_length: int | None = None  # their byte length
+    file_size: int = -1  # bytes, when the header was read
+    file_mtime_ns: int = -1  # modification time when the header was read
+    file_ctime_ns: int = -1  # status change time (cannot be set back by copying tools)
 
 
 class _ClampedReader:
@@ -224,7 +236,7 @@ def _is_dicom_start(head: bytes) -> bool:
     return group_le in (0x0002, 0x0008) or group_be in (0x0002, 0x0008)
 
 
-def _read_dataset_header(path: Path) -> tuple[Dataset, int | None, int]:
+def _read_dataset_header(path: Path) -> tuple[Dataset, int | None, int, int | None, os.stat_result]:
     """Read a file's header and measure its pixel data without decoding it.
 
     Returns
@@ -236,37 +248,67 @@ def _read_dataset_header(path: Path) -> tuple[Dataset, int | None, int]:
         ``-1`` for encapsulated (compressed) pixel data that is complete.
     size : int
         File size in bytes.
+    pixel_start : int or None
+        Byte offset of the native pixel data values (``None`` when there are none
+        or they are encapsulated).
+    st : os.stat_result
+        The file's status when it was read (size and times).
 
     Raises
     ------
     _Skip
         With the reason: not DICOM, truncated, unreadable.
     """
-    size = path.stat().st_size
+    st = path.stat()
+    size = st.st_size
     if size == 0:
         raise _Skip("empty file (0 bytes)")
     with open(path, "rb") as fh:
-        head = fh.read(132)
-        if not _is_dicom_start(head):
+        head = fh.read(min(size, _HEADER_PREFIX))
+        if not _is_dicom_start(head[:132]):
             raise _Skip("not a DICOM file")
-        fh.seek(0)
-        reader = _ClampedReader(fh, size, str(path))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ds = pydicom.dcmread(reader, stop_before_pixels=True, force=True)
-        except (EOFError, struct.error) as exc:
-            raise _Skip(f"truncated: {exc}") from None
-        except Exception as exc:  # pydicom raises many types on corrupt input
-            msg = str(exc) or type(exc).__name__
-            if "end of file" in msg.lower() or "eof" in msg.lower():
-                raise _Skip(f"truncated: {msg}") from None
-            raise _Skip(f"unreadable DICOM header: {msg}") from None
-        pos = fh.tell()
+        parsed = None
+        if len(head) == size:  # the whole file is in memory: parse it there
+            parsed = _parse_header(io.BytesIO(head))
+        else:
+            # Parse the header from the first bytes in memory (far fewer small file reads);
+            # if it does not end well inside them, parse again from the file.
+            try:
+                ds, pos = _parse_header(io.BytesIO(head))
+                if pos + 16 <= len(head):
+                    parsed = ds, pos
+            except _Skip:
+                parsed = None
+        if parsed is None:
+            fh.seek(0)
+            parsed = _parse_header(_ClampedReader(fh, size, str(path)))
+        ds, pos = parsed
         little = _is_little_endian(ds)
         implicit = _is_implicit(ds)
-        pixel_len = _measure_pixel_data(fh, pos, size, little, implicit)
-    return ds, pixel_len, size
+        pixel_len, pixel_start = _measure_pixel_data(fh, pos, size, little, implicit)
+    return ds, pixel_len, size, pixel_start, st
+
+
+def _parse_header(stream: Any) -> tuple[Dataset, int]:
+    """``dcmread`` up to the pixel data; returns the dataset and the stream position after it.
+
+    Raises
+    ------
+    _Skip
+        Truncated or unreadable header.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds = pydicom.dcmread(stream, stop_before_pixels=True, force=True)
+    except (EOFError, struct.error) as exc:
+        raise _Skip(f"truncated: {exc}") from None
+    except Exception as exc:  # pydicom raises many types on corrupt input
+        msg = str(exc) or type(exc).__name__
+        if "end of file" in msg.lower() or "eof" in msg.lower():
+            raise _Skip(f"truncated: {msg}") from None
+        raise _Skip(f"unreadable DICOM header: {msg}") from None
+    return ds, stream.tell()
 
 
 def _is_little_endian(ds: Dataset) -> bool:
@@ -289,21 +331,28 @@ def _is_implicit(ds: Dataset) -> bool:
     return False
 
 
-def _measure_pixel_data(fh: BinaryIO, pos: int, size: int, little: bool, implicit: bool) -> int | None:
+def _measure_pixel_data(
+    fh: BinaryIO, pos: int, size: int, little: bool, implicit: bool
+) -> tuple[int | None, int | None]:
     """Look at the element at ``pos``: if it is pixel data, check it is all there.
 
-    Returns the byte length of native pixel data, ``-1`` for complete
-    encapsulated data, ``None`` when there is no pixel data element.
+    Returns
+    -------
+    length : int or None
+        Byte length of native pixel data, ``-1`` for complete encapsulated
+        data, ``None`` when there is no pixel data element.
+    start : int or None
+        Byte offset of the native values (``None`` unless native).
     """
     fh.seek(pos)
     hdr = fh.read(8)
     if len(hdr) < 8:
-        return None
+        return None, None
     e = "<" if little else ">"
     group, elem = struct.unpack(e + "HH", hdr[:4])
     tag = (group << 16) | elem
     if tag not in _PIXEL_TAGS:
-        return None
+        return None, None
     vr = hdr[4:6]
     if not implicit and vr.isalpha():
         if vr in (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"UN", b"SQ", b"UT", b"UC", b"UR"):
@@ -320,13 +369,13 @@ def _measure_pixel_data(fh: BinaryIO, pos: int, size: int, little: bool, implici
         start = pos + 8
     if length == 0xFFFFFFFF:
         _check_fragments(fh, start, size, e)
-        return -1
+        return -1, None
     have = size - start
     if have < length:
         raise _Skip(
             f"truncated: Pixel Data (7FE0,0010) needs {length} bytes but the file has {max(have, 0)}"
         )
-    return length
+    return length, (start if tag == 0x7FE00010 else None)
 
 
 def _check_fragments(fh: BinaryIO, start: int, size: int, e: str) -> None:
@@ -464,7 +513,7 @@ def _read_slices(path: Path) -> list[_SliceHeader]:
 
 
 def _read_slices_quiet(path: Path) -> list[_SliceHeader]:
-    ds, pixel_len, _size = _read_dataset_header(path)
+    ds, pixel_len, size, pixel_start, st = _read_dataset_header(path)
     reason = _non_volume_reason(ds, pixel_len)
     if reason is not None:
         raise _Skip(reason)
@@ -525,6 +574,11 @@ def _read_slices_quiet(path: Path) -> list[_SliceHeader]:
         bits_stored=bits_stored,
         signed=signed,
         gantry_tilt=_float(ds.get("GantryDetectorTilt"), 0.0) if "GantryDetectorTilt" in ds else None,
+        pixel_offset=pixel_start,
+        pixel_length=pixel_len if pixel_start is not None else None,
+        file_size=size,
+        file_mtime_ns=st.st_mtime_ns,
+        file_ctime_ns=st.st_ctime_ns,
     )
     shared = _first_item(ds, "SharedFunctionalGroupsSequence")
     per_frame_seq = None
@@ -572,6 +626,24 @@ def _read_slices_quiet(path: Path) -> list[_SliceHeader]:
     )
     _check_geometry(h)
     return [h]
+
+
+def _scrubbed(h: _SliceHeader) -> _SliceHeader:
+    """The header with its UIDs replaced by one-way hashes (what a SeriesInfo may carry).
+
+    Equal UIDs stay equal, so the loader can still check that re-read files
+    belong to the series; the scanner's UIDs never leave this module.
+    """
+    def one_way(uid: str) -> str:
+        return "" if not uid else "sha256:" + hashlib.sha256(uid.encode("utf-8")).hexdigest()[:24]
+
+    return replace(
+        h,
+        series_uid=one_way(h.series_uid),
+        study_uid=one_way(h.study_uid),
+        frame_of_reference=one_way(h.frame_of_reference),
+        sop_uid=one_way(h.sop_uid),
+    )
 
 
 def _check_geometry(h: _SliceHeader) -> None:
@@ -897,10 +969,7 @@ def discover(root: Path | str, progress: Progress | None = None) -> Discovery:
     series: list[SeriesInfo] = []
     for key, members in _group(headers).items():
         members = _dedupe(members, skipped)
-        files = []
-        for h in members:
-            if h.path not in files:
-                files.append(h.path)
+        files = list(dict.fromkeys(h.path for h in members))
         if len(members) < 2:
             skipped.append(SkippedFile(
                 members[0].path,
@@ -917,10 +986,7 @@ def discover(root: Path | str, progress: Progress | None = None) -> Discovery:
             for f in files:
                 skipped.append(SkippedFile(f, f"series {key} cannot be planned: {type(exc).__name__}: {exc}"))
             continue
-        sorted_files: list[Path] = []
-        for h in plan.slices:
-            if h.path not in sorted_files:
-                sorted_files.append(h.path)
+        sorted_files = list(dict.fromkeys(h.path for h in plan.slices))
         series.append(SeriesInfo(
             key=key,
             modality=plan.modality,
@@ -930,6 +996,7 @@ def discover(root: Path | str, progress: Progress | None = None) -> Discovery:
             spacing=(plan.di / 1000.0, plan.dj / 1000.0, plan.dk / 1000.0),
             files=tuple(sorted_files),
             warnings=plan.warnings + _decoder_warnings(plan.slices),
+            _headers=tuple(_scrubbed(h) for h in plan.slices),
         ))
     series.sort(key=lambda s: (str(s.files[0]), s.key))
     skipped.sort(key=lambda s: str(s.path))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +32,7 @@ from surgsim.dicom.discover import (
     _Plan,
     _plan_series,
     _read_slices,
+    _scrubbed,
     _Skip,
     _SliceHeader,
     discover,
@@ -79,24 +81,34 @@ def _select(d: Discovery, root: Path, series_key: str | None) -> SeriesInfo:
     )
 
 
-def _reread_headers(info: SeriesInfo) -> list[_SliceHeader]:
+def _series_headers(info: SeriesInfo) -> list[_SliceHeader]:
+    """The slice headers of a discovered series, parsed again only where a file changed.
+
+    :func:`discover` keeps each file's headers with its size, modification
+    and status-change times; a file whose size or times differ now (or a
+    series built without them) is read again, so a series edited since
+    discovery is caught (its SeriesInstanceUID is checked) instead of loaded
+    with stale geometry.
+    """
+    known: dict[Path, list[_SliceHeader]] = {}
+    for h in getattr(info, "_headers", ()) or ():
+        known.setdefault(Path(h.path), []).append(h)
     headers: list[_SliceHeader] = []
     for path in info.files:
-        try:
-            headers.extend(_read_slices(Path(path)))
-        except _Skip as exc:
-            raise DicomSeriesError(
-                f"{path}: {exc.args[0]}; remove the file from the folder or replace it, then "
-                "discover the folder again"
-            ) from None
-        except OSError as exc:
-            raise DicomSeriesError(
-                f"{path}: cannot read ({exc.strerror or exc}); check the file exists and is readable"
-            ) from None
-        except Exception as exc:
-            raise DicomSeriesError(
-                f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc}); remove or replace the file"
-            ) from None
+        path = Path(path)
+        kept = known.get(path)
+        if kept:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise DicomSeriesError(
+                    f"{path}: cannot read ({exc.strerror or exc}); check the file exists and is readable"
+                ) from None
+            h0 = kept[0]
+            if (st.st_size, st.st_mtime_ns, st.st_ctime_ns) == (h0.file_size, h0.file_mtime_ns, h0.file_ctime_ns):
+                headers.extend(kept)
+                continue
+        headers.extend(_read_file_headers(path))
     for h in headers[1:]:
         if h.series_uid != headers[0].series_uid:
             raise DicomSeriesError(
@@ -104,6 +116,25 @@ def _reread_headers(info: SeriesInfo) -> list[_SliceHeader]:
                 f"files of series {info.key} changed since discovery; discover the folder again"
             )
     return headers
+
+
+def _read_file_headers(path: Path) -> list[_SliceHeader]:
+    """Parse one file's headers again (it changed since discovery, or was never discovered)."""
+    try:
+        return [_scrubbed(h) for h in _read_slices(Path(path))]
+    except _Skip as exc:
+        raise DicomSeriesError(
+            f"{path}: {exc.args[0]}; remove the file from the folder or replace it, then "
+            "discover the folder again"
+        ) from None
+    except OSError as exc:
+        raise DicomSeriesError(
+            f"{path}: cannot read ({exc.strerror or exc}); check the file exists and is readable"
+        ) from None
+    except Exception as exc:
+        raise DicomSeriesError(
+            f"{path}: unreadable DICOM header ({type(exc).__name__}: {exc}); remove or replace the file"
+        ) from None
 
 
 def _ensure_transfer_syntax(ds: pydicom.Dataset) -> None:
@@ -129,42 +160,85 @@ _NATIVE_LE = {str(ImplicitVRLittleEndian): True, str(ExplicitVRLittleEndian): Fa
 _PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
 
 
-def _read_native_frame(h: _SliceHeader) -> np.ndarray | None:
-    """Pixels of an uncompressed little-endian 16-bit single-frame file, read directly.
+def _native_ok(h: _SliceHeader) -> bool:
+    """Whether the pixels of ``h`` can be read straight from the file (no decoder)."""
+    return (
+        h.frame is None
+        and h.transfer_syntax in _NATIVE_LE
+        and 1 <= h.bits_stored <= 16
+        and h.pixel_offset is not None
+        and h.pixel_length == h.rows * h.cols * 2
+        and sys.byteorder == "little"
+    )
 
-    The Pixel Data element is located in the file bytes and checked (VR, and a
-    length of exactly Rows x Columns x 2 that fits in the file); its values are
-    returned as pydicom would (unused high bits corrected). ``None`` when the
-    file is not such a file or the element cannot be found unambiguously: the
-    caller then decodes with pydicom.
+
+def _read_native_into(h: _SliceHeader, dest: np.ndarray) -> bool:
+    """Read the stored pixels of an uncompressed little-endian 16-bit file into ``dest``.
+
+    Uses the Pixel Data offset found by :func:`discover` (no parsing): the
+    element header just before it is checked (tag, VR, a length of exactly
+    Rows x Columns x 2), then the values are read with one ``readinto`` and
+    their unused high bits corrected as pydicom does.
+
+    Parameters
+    ----------
+    h : _SliceHeader
+    dest : (rows, cols) uint16 or int16, C-contiguous
+        Receives the raw stored values (``int16`` when PixelRepresentation is 1).
+
+    Returns
+    -------
+    bool
+        ``False`` (``dest`` unspecified) when the file is not such a file or
+        the element is not where discovery saw it: the caller decodes with pydicom.
     """
-    implicit = _NATIVE_LE.get(h.transfer_syntax)
-    if implicit is None or h.frame is not None or not 1 <= h.bits_stored <= 16:
-        return None
-    try:
-        data = Path(h.path).read_bytes()
-    except OSError:
-        return None
+    if not _native_ok(h):
+        return False
+    implicit = _NATIVE_LE[h.transfer_syntax]
     need = h.rows * h.cols * 2
-    pos = data.find(_PIXEL_TAG, 128)
-    if pos < 0:
-        return None
-    if implicit:
-        (length,) = struct.unpack_from("<I", data, pos + 4)
-        start = pos + 8
-    else:
-        if data[pos + 4 : pos + 8] not in (b"OW\x00\x00", b"OB\x00\x00"):
-            return None
-        (length,) = struct.unpack_from("<I", data, pos + 8)
-        start = pos + 12
-    if length != need or start + need > len(data):
-        return None
-    arr = np.frombuffer(data, dtype="<i2" if h.signed else "<u2", count=h.rows * h.cols, offset=start)
-    arr = arr.reshape(h.rows, h.cols)
+    head_len = 8 if implicit else 12
+    start = int(h.pixel_offset)  # type: ignore[arg-type]
+    if start < head_len or dest.nbytes != need or not dest.flags.c_contiguous:
+        return False
+    try:
+        with open(h.path, "rb", buffering=0) as fh:
+            fh.seek(start - head_len)
+            head = fh.read(head_len)
+            if len(head) != head_len or head[:4] != _PIXEL_TAG:
+                return False
+            if not implicit and head[4:8] not in (b"OW\x00\x00", b"OB\x00\x00"):
+                return False
+            if struct.unpack_from("<I", head, head_len - 4)[0] != need:
+                return False
+            view = memoryview(dest.reshape(-1).view(np.uint8))
+            got = 0
+            while got < need:
+                n = fh.readinto(view[got:])
+                if not n:
+                    return False
+                got += n
+    except OSError:
+        return False
     shift = 16 - h.bits_stored
     if shift:
-        arr = np.right_shift(np.left_shift(arr, shift), shift)
-    return arr
+        if h.signed:
+            np.left_shift(dest, shift, out=dest)
+            np.right_shift(dest, shift, out=dest)  # arithmetic: sign-extends
+        else:
+            np.bitwise_and(dest, (1 << h.bits_stored) - 1, out=dest)
+    return True
+
+
+def _read_native_frame(h: _SliceHeader) -> np.ndarray | None:
+    """Pixels ``(rows, cols)`` of an uncompressed little-endian 16-bit single-frame file.
+
+    Values as pydicom returns them (``uint16``, or ``int16`` when signed);
+    ``None`` when :func:`_read_native_into` declines (the caller decodes with pydicom).
+    """
+    if not _native_ok(h):
+        return None
+    arr = np.empty((h.rows, h.cols), dtype=np.int16 if h.signed else np.uint16)
+    return arr if _read_native_into(h, arr) else None
 
 
 def _read_single_frame(h: _SliceHeader) -> np.ndarray:
@@ -287,6 +361,42 @@ class _PlaneSource:
             np.clip(vals, _INT16.min, _INT16.max, out=vals)
         return vals.astype(np.int16), padded, clamped, clipped
 
+    def int_values_into(self, h: _SliceHeader, plane: np.ndarray) -> tuple[int, int, bool]:
+        """:meth:`int_values` written into ``plane`` ((rows, cols) int16, C-contiguous).
+
+        Uncompressed files are read straight into ``plane`` and rescaled there
+        (no temporary copies of the slice); other files go through
+        :meth:`int_values`. Thread-safe; returns (padded, clamped, clipped).
+        Only for a plan whose int16 range holds every stored value plus the
+        intercept (:func:`_choose_dtype`), so nothing can overflow.
+        """
+        raw = plane if h.signed else plane.view(np.uint16)
+        if not _read_native_into(h, raw):
+            vals, padded, clamped, clipped = self.int_values(h)
+            plane[...] = vals
+            return padded, clamped, clipped
+        fill = int(self.fill)
+        mask = None
+        if h.padding is not None:
+            lo, hi = h.padding
+            mask = (raw >= lo) & (raw <= hi) if lo != hi else (raw == lo)
+        intercept = int(round(h.intercept))
+        if intercept:
+            # in int16 arithmetic: exact, since stored value + intercept fits int16 (modular
+            # wrap-around of an unsigned value above 32767 lands on the right result)
+            np.add(plane, np.int16(intercept), out=plane)
+        padded = 0
+        if mask is not None:
+            padded = int(np.count_nonzero(mask))
+            if padded:
+                plane[mask] = fill
+        clamped = 0
+        if self.clamp_ct:
+            clamped = int(np.count_nonzero(plane < fill))
+            if clamped:
+                np.maximum(plane, np.int16(fill), out=plane)
+        return padded, clamped, False
+
     def on_grid(self, idx: int) -> np.ndarray:
         """Plane ``idx`` of the sorted slices moved onto the output in-plane grid."""
         plan = self.plan
@@ -391,7 +501,7 @@ def load_series(
         root = Path(root_or_info)
         sub = (lambda f, m: progress(0.1 * f, m)) if progress is not None else None
         info = _select(discover(root, progress=sub), root, series_key)
-    headers = _reread_headers(info)
+    headers = _series_headers(info)
     plan = _plan_series(headers)
     modality = plan.modality
     is_ct = modality == "CT"
@@ -417,8 +527,7 @@ def load_series(
         # own plane of ``out``; progress and cancellation stay in this thread.
         def task(k: int) -> tuple[int, int, bool, tuple[int, int] | None]:
             h = plan.slices[k]
-            plane, padded, clamped, clip = src.int_values(h)
-            out[k] = plane
+            padded, clamped, clip = src.int_values_into(h, out[k])
             return padded, clamped, clip, h.padding if padded else None
 
         workers = max(1, min(4, os.cpu_count() or 1))

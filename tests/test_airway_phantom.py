@@ -139,3 +139,22 @@ def test_dicom_round_trip_is_exact_and_deterministic(tmp_path):
     assert loaded.shape == volume.shape
     assert np.array_equal(np.asarray(loaded.array, np.int32), volume.array.astype(np.int32))
     assert np.allclose(loaded.world_from_voxel, volume.world_from_voxel, atol=1e-9)
+
+
+def test_adult_distances_match_real_airways():
+    """Upper incisors to glottis 13-15 cm in the sniffing position (the sessions' head extension);
+    glottis to carina 12-16 cm; variants scale with their size."""
+    from surgsim.session.intubation import HEAD_EXTENSION
+
+    t = truth_of(design("adult", HEAD_EXTENSION))
+    L = t.landmarks
+    assert 0.13 <= np.linalg.norm(L["upper_incisor"] - L["glottis_centre"]) <= 0.15
+    assert 0.12 <= np.linalg.norm(L["glottis_centre"] - L["carina"]) <= 0.16
+    # a Macintosh 3 (13 cm) reaches the vallecula from outside the teeth
+    assert 0.09 <= np.linalg.norm(L["upper_incisor"] - L["vallecula"]) <= 0.12
+    neutral = truth_of(design("adult", 0.0)).landmarks
+    assert np.linalg.norm(neutral["upper_incisor"] - neutral["glottis_centre"]) > 0.11
+    child = truth_of(design("child", HEAD_EXTENSION)).landmarks
+    ratio = np.linalg.norm(child["upper_incisor"] - child["glottis_centre"]) / np.linalg.norm(
+        L["upper_incisor"] - L["glottis_centre"])
+    assert 0.5 < ratio < 0.75

@@ -162,3 +162,44 @@ def test_physics_rate_with_blade_in_contact():
         assert rate >= 120
     finally:
         w.close()
+
+
+# ---------------------------------------------------------------------- forces of a lift and of levering
+def _scenario():
+    from surgsim.scenarios.model import Scenario
+
+    return Scenario.model_validate({
+        "id": "airway-test", "title": "t", "version": "1.0", "procedure": "intubation",
+        "case": {"phantom": "airway-adult"}, "patient": {"physiology": "adult"},
+        "instruments": [{"id": "blade", "device": "macintosh_3"}, {"id": "tube", "device": "ett_7_5"}],
+        "time_limit_s": 60, "rubric": {"metrics": [{"metric": "time_s", "pass": 60, "excellent": 30}]}})
+
+
+@pytest.fixture(scope="module")
+def lift_and_lever():
+    """Blade-only scripted laryngoscopies: a lift along the handle, and levering on the incisors."""
+    from surgsim.session.intubation import IntubationSession, scripted_attempt
+    from surgsim.session.session import play
+
+    return {kind: play(IntubationSession(_scenario()), scripted_attempt("adult", kind)).log().samples
+            for kind in ("laryngoscopy", "levering")}
+
+
+def test_a_lift_along_the_handle_needs_a_realistic_force_and_spares_the_teeth(lift_and_lever):
+    """Lifting the tongue: 10-50 N at the handle, expert incisor contact below 20 N."""
+    sm = lift_and_lever["laryngoscopy"]
+    assert 10.0 < sm["blade_hand_force"].max() < 50.0
+    assert sm["incisor_force"].max() < 20.0
+    assert sm["blade_hand_force"].max() < 0.8 * 80.0  # not saturated at the hand's limit
+
+
+def test_levering_on_the_upper_incisors_loads_them_with_a_levering_component(lift_and_lever):
+    """Rocking the handle back on the teeth: a clearly higher incisor force, transverse part reported."""
+    lift, lever = lift_and_lever["laryngoscopy"], lift_and_lever["levering"]
+    peak = lever["incisor_force"].max()
+    assert peak > 36.0 and peak > 2.0 * max(lift["incisor_force"].max(), 10.0)
+    assert lever["incisor_lever"].max() > 10.0
+    k = int(np.argmax(lever["incisor_force"]))
+    assert lever["incisor_axial"][k] ** 2 + lever["incisor_lever"][k] ** 2 == pytest.approx(
+        lever["incisor_force"][k] ** 2, rel=0.05)
+    assert peak < 200.0

@@ -116,6 +116,8 @@ def test_catalogue_entries_are_complete():
         "spo2_nadir",
         "time_below_90_s",
         "time_to_intubation_s",
+        "best_pogo",
+        "cormack_lehane_grade",
     }
     assert set(METRICS) == expected
     for name, m in METRICS.items():

@@ -33,7 +33,7 @@ from surgsim.dicom.volume import Volume
 from surgsim.errors import AnatomyError, DicomSeriesError
 
 #: Bump when the generated image or DICOM content changes.
-GENERATOR_VERSION = 2  # 2: tongue moved forward of the vallecula
+GENERATOR_VERSION = 3  # 2: tongue moved forward of the vallecula; 3: larynx lower (incisor-glottis 13-15 cm)
 
 VARIANTS: tuple[str, ...] = ("adult", "difficult", "obese", "child")
 
@@ -43,6 +43,13 @@ AIRWAY_LABELS: tuple[str, ...] = (
     "left_main_bronchus", "oesophagus", "tongue", "epiglottis", "vallecula",
     "upper_incisors", "lower_incisors", "mandible",
 )
+
+#: How far (mm, adult; scaled with the variant) the larynx lies below the design's first level,
+#: which put the glottis only 10 cm from the upper incisors.
+LARYNX_DROP_MM = 25.0
+
+#: Tilt of the tongue's long axis from superior toward anterior, radians (its base reaches the vallecula).
+TONGUE_TILT = 0.61
 
 #: Default voxel size (column, row, slice), metres.
 DEFAULT_SPACING: tuple[float, float, float] = (1.5e-3, 1.5e-3, 1.5e-3)
@@ -262,13 +269,17 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
 
     # ---- neutral-position key points (adult, mm)
     la = np.array([0.0, -P.larynx_anterior_mm, 0.5 * P.larynx_anterior_mm])
-    carina = S((0.0, 25.0, 0.0))
-    cricoid = S((0.0, -15.0, 115.0)) + la * (sc > 0) * 0.6
+    # the larynx (hyoid, epiglottis, glottis, cricoid) sits LARYNX_DROP_MM below the design's
+    # original level: upper incisors to glottis 13-15 cm in the adult (sniffing position)
+    dl = S((0.0, 0.0, -LARYNX_DROP_MM))
+    lx = la + dl  # every laryngeal point moves with the larynx
+    carina = S((0.0, 28.0, -28.0))
+    cricoid = S((0.0, -15.0, 115.0)) + la * 0.6 + dl
     u_t = _unit(carina - cricoid)  # down the trachea
     glottis = cricoid - 20.0 * sc * u_t
     inlet = glottis - 25.0 * sc * u_t
-    oes_in = S((0.0, -0.8, 141.0)) + 0.3 * la
-    oes_end = S((0.0, 60.0, -30.0))
+    oes_in = S((0.0, -0.8, 141.0)) + 0.3 * la + dl
+    oes_end = S((0.0, 62.0, -58.0))
     tmj = S((0.0, -5.0, 222.0))
     ao = S((0.0, 28.0, 212.0))
     ui = S((0.0, -88.0, 208.0))
@@ -329,15 +340,15 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
         "trachea": [tube([cricoid, carina], [r_tr, r_tr])],
         "larynx": [tube([glottis, cricoid], [0.85 * r_tr, r_tr]),
                    tube([inlet, glottis], [0.95 * r_tr * 0.95, 0.85 * r_tr])],
-        "pharynx": [tube([S((0, -6, 222)), S((0, -9, 190)), S((0, -8, 165)) + 0.5 * la, oes_in],
+        "pharynx": [tube([S((0, -6, 222)), S((0, -9, 190)), S((0, -8, 165)) + 0.5 * la + dl, oes_in],
                          [r_ph, r_ph, r_ph * 0.9, 6.0 * sc]),
-                    ell(S((0, -22, 168)) + la, S((15, 13, 19)))],
+                    ell(S((0, -22, 168)) + la + 0.5 * dl, S((15, 13, 19)) - 0.5 * dl)],
         "oral_cavity": [ell(S((0, -50, 216)), S((24, 36, 8))),
                         ell(mand(S((0, -55, 212))), S((23, 30, 6)), R_mand),
                         tube([0.5 * (S((0, -45, 214)) + mand(S((0, -45, 212)))),
                               mouth_c0 + S((0, -30, 0))],
                              [0.42 * P.mouth_opening_mm * sc, 0.42 * P.mouth_opening_mm * sc])],
-        "vallecula": [ell(S((0, -40, 170)) + la, S((12, 5, 6)))],
+        "vallecula": [ell(S((0, -40, 170)) + lx, S((12, 5, 6)))],
     }
     a_r, a_l = np.radians(25.0), np.radians(45.0)
     rmb_end = carina + 40.0 * sc * np.array([-np.sin(a_r), 0.0, -np.cos(a_r)])
@@ -351,10 +362,11 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
     R_tongue = _rot_x(0.35 * phi)  # the tongue follows the jaw only partly
     # the tongue base lies in front of the vallecula and the epiglottis (the blade tip reaches the
     # vallecula past the base); the dorsum leaves room under the palate for the blade
-    tongue_c = tmj + R_tongue @ (S((0, -64, 189)) + np.array([0, -4.0, -6.0]) * (ts - 1) * 10 - tmj)
-    tongue = ell(tongue_c, S((25, 24, 19)) * ts, R_tongue)
-    epi_base = S((0, -36, 150)) + la
-    epi_tip = S((0, -26, 182)) + la
+    # long axis (local z) from the base up and forward to the tip, tilted TONGUE_TILT from superior
+    tongue_c = tmj + R_tongue @ (S((0, -62, 177)) + np.array([0, -4.0, -6.0]) * (ts - 1) * 10 - tmj)
+    tongue = ell(tongue_c, S((25, 21, 31)) * ts, R_tongue @ _rot_x(TONGUE_TILT))
+    epi_base = S((0, -36, 150)) + lx
+    epi_tip = S((0, -26, 182)) + lx
     e_ax = _unit(epi_tip - epi_base)
     # epiglottis plate: local z along base->tip, y its thickness, x lateral
     ez = e_ax
@@ -402,11 +414,11 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
     mandible = [tube([mand(p) for p in mand_pts], [5.0 * sc] * 7, step=3.0)]
     skull = [ell(S((0, 30, 285)), S((64, 75, 52)))]
     hyoid_pts = [S((-18, -30, 158)), S((-8, -46, 160)), S((8, -46, 160)), S((18, -30, 158))]
-    hyoid = tube([p + la for p in hyoid_pts], [2.5 * sc] * 4)
+    hyoid = tube([p + lx for p in hyoid_pts], [2.5 * sc] * 4)
     bones = {"bone": spine + palate + maxilla + skull, "mandible": mandible}
 
     # ---- body outline: neck cylinder blending into an ellipsoidal head and the chest
-    fov_lo = S((-85.0, -140.0, -40.0))
+    fov_lo = S((-85.0, -140.0, -80.0))
     fov_hi = S((85.0, 95.0, 275.0))
     fat = P.neck_fat_mm * sc
     body = [("neck", S((0.0, 8.0, 0.0)), S((58.0, 62.0, 0.0))),
@@ -416,6 +428,10 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
             ell(S((0.0, -30.0, 172.0)), S((50.0, 50.0, 30.0)) + np.array([0.5, 0.5, 0.3]) * fat)]
     funnel = [_Ellipsoid(mouth_c0 + R_head @ S((0, -120, 10)), S((45, 110, 45)), R_head)]
     funnel[0] = _Ellipsoid(warp1(mouth_c0) + R_head @ S((0, -170, 60)), S((140, 165, 175)), R_head)
+    # the room in front of the chin, neck and upper chest, where a laryngoscope handle swings
+    # (its deepest point stays 30 mm in front of the skin of the neck)
+    inner = -54.0 * sc - fat - 30.0 * sc
+    funnel.append(_Ellipsoid(np.array([0.0, inner - 170.0 * sc, 110.0 * sc]), S((140.0, 170.0, 170.0))))
 
     # ---- truth
     outline_w = warp(outline)
@@ -428,10 +444,10 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
         "laryngeal_inlet": warp1(inlet),
         "carina": warp1(carina),
         "oesophagus_entrance": warp1(oes_in),
-        "vallecula": warp1(S((0, -40, 170)) + la),
+        "vallecula": warp1(S((0, -40, 170)) + lx),
         "epiglottis_tip": warp1(epi_tip),
         "epiglottis_base": warp1(epi_base),
-        "hyoid": warp1(S((0, -46, 160)) + la),
+        "hyoid": warp1(S((0, -46, 160)) + lx),
         "tmj": warp1(tmj),
         "ao_joint": ao,
     }
@@ -440,7 +456,7 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
         "right_main_bronchus": _polyline([carina, rmb_end], [0.75 * r_tr, 0.7 * r_tr], 1.0),
         "left_main_bronchus": _polyline([carina, lmb_end], [0.65 * r_tr, 0.6 * r_tr], 1.0),
         "oesophagus": _polyline([oes_in, oes_end], [7.0 * sc, 7.0 * sc], 1.0),
-        "pharynx": _polyline([S((0, -6, 222)), S((0, -9, 190)), S((0, -8, 165)) + 0.5 * la, oes_in],
+        "pharynx": _polyline([S((0, -6, 222)), S((0, -9, 190)), S((0, -8, 165)) + 0.5 * la + dl, oes_in],
                              [r_ph, r_ph, 0.9 * r_ph, 6.0 * sc], 1.0),
     }
     centerlines = {k: (warp(t.points), t.radii) for k, t in cl.items()}
@@ -768,8 +784,8 @@ def lumen_mask(d: AirwayDesign, spacing_mm: float = 2.0) -> tuple[np.ndarray, np
     mask : (nk, nj, ni) bool
     world_from_voxel : (4, 4) float
     """
-    lo = np.minimum(d.fov_lo, d.funnel[0].centre - d.funnel[0].radii.max()) - 2 * spacing_mm
-    hi = np.maximum(d.fov_hi, d.funnel[0].centre + d.funnel[0].radii.max()) + 2 * spacing_mm
+    lo = np.min([d.fov_lo] + [f.centre - f.radii.max() for f in d.funnel], axis=0) - 2 * spacing_mm
+    hi = np.max([d.fov_hi] + [f.centre + f.radii.max() for f in d.funnel], axis=0) + 2 * spacing_mm
     n = np.floor((hi - lo) / spacing_mm).astype(int) + 1
     axes = [(lo[a] + spacing_mm * np.arange(n[a])).astype(np.float32) for a in range(3)]
     X, Y, Z = axes[0][None, None, :], axes[1][None, :, None], axes[2][:, None, None]

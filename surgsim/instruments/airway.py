@@ -97,7 +97,7 @@ class TubeSpec:
     outer_diameter_m: float
     length_m: float = 0.32
     straight_m: float = 0.12
-    bend_deg: float = 30.0
+    bend_deg: float = 15.0
     bend_radius_m: float = 0.05
     cuff_from_tip_m: tuple[float, float] = (0.015, 0.045)
     mass_kg: float = 0.06

@@ -12,8 +12,19 @@ Bodies:
   angle follows the tongue base (hyoepiglottic ligament): pushing the
   vallecula forward tips the epiglottis up. They do not collide with the
   static wall (the wall already leaves room for them);
-* blade and tube: rigid compound bodies dragged toward 6-DOF hand targets by
-  fixed constraints with a realistic force limit (never teleported).
+* blade: a rigid compound body held by an impedance hand (a 6-DOF spring-damper
+  toward the hand target, force and torque limited: :class:`Hand`), so the hand
+  force grows with resistance as a wrist's does and the tooth and tissue forces
+  are pybullet contact forces; the static wall is rigid, the tongue and
+  epiglottis proxies give way on their springs;
+* tube: a rigid compound body dragged by a stiff force-limited fixed constraint
+  (a styletted tube steered by the wrist). Blade and tube do not collide with
+  each other (the rigid tube cannot bend around the handle as a real one does).
+  Neither is ever teleported.
+
+Bullet keeps some settings process-wide (the contact breaking threshold): the
+world sets them before every step (:data:`CONTACT_BREAKING_M`), so a session
+does not depend on other pybullet users in the same interpreter.
 
 pybullet soft bodies are far too slow for this (docs/baselines.md), hence
 the spring-mounted proxies.
@@ -21,19 +32,41 @@ the spring-mounted proxies.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from surgsim.errors import PhysicsError
 
-#: Contact breaking threshold, metres (Bullet's default 0.02 m is larger than the glottis).
+#: Contact processing threshold of every body, metres (Bullet's default 0.02 m is larger than the glottis).
 CONTACT_THRESHOLD = 1e-3
-#: Largest distance (m) and angle (rad) a hand target may lead the device it holds.
-LEASH_M = 0.01
-LEASH_RAD = 0.15
+#: Bullet's contact breaking threshold, metres. It is a process-wide global in Bullet
+#: (``gContactBreakingThreshold``, also set by any other pybullet client in the process, e.g. the
+#: physics benchmark): :meth:`AirwayWorld.step` sets it before every step so that a session does not
+#: depend on what ran before it in the same interpreter.
+CONTACT_BREAKING_M = 0.02
+#: Largest distance (m) and angle (rad) a hand target may lead the device it holds: the blade's
+#: impedance hand (the leash bounds its force at about stiffness x LEASH_M) and the tube's stiff hand.
+LEASH_M = 0.02
+LEASH_RAD = 0.25
+STIFF_LEASH_M = 0.01
+STIFF_LEASH_RAD = 0.15
 #: The tube starts (and passes the mouth) this far to the patient's right (-x) of the midline blade, m.
-TUBE_LATERAL_M = 0.022
+TUBE_LATERAL_M = 0.0
+#: Contact stiffness (N/m) and damping (N s/m) of the static wall per contact point: mucosa over
+#: muscle and fat gives way by millimetres under a blade, unlike the teeth (rigid).
+WALL_STIFFNESS: float | None = None
+WALL_DAMPING = 40.0
+#: Gravity of a supine patient (posterior, +y), m/s^2.
+GRAVITY = (0.0, 9.81, 0.0)
+#: Natural frequencies (linear, angular) of the hands' spring-dampers, rad/s.
+HAND_OMEGA = {"blade": (105.0, 150.0)}
+#: Damping ratio of the hands.
+HAND_DAMPING = 0.8
+#: The blade's insertion arc passes this far below the upper incisal edge (toward the lower), metres.
+BLADE_ENTRY_BELOW_INCISOR_M = 0.012
+#: ... or this fraction of the inter-incisor gap when that is more.
+BLADE_ENTRY_GAP_FRACTION = 0.3
 #: Collision filter groups (rays can select what occludes the view).
 ANATOMY_GROUP = 1  # teeth, tongue, epiglottis: what hides the glottis
 INSTRUMENT_GROUP = 2
@@ -76,14 +109,32 @@ class Spring:
 
 @dataclass
 class Hand:
-    """A hand holding a device through a force-limited fixed constraint."""
+    """A hand holding a device: a force- and torque-limited 6-DOF spring-damper (impedance).
+
+    The hand pulls the device's grip toward its target with ``k (target - grip) - c v``
+    plus the device's weight, clipped to ``max_force`` newtons, and turns it toward the
+    target orientation with ``k_rot angle - c_rot w`` clipped to ``max_torque`` N m. A
+    device blocked by the anatomy therefore meets a hand force that grows with how far
+    the hand has gone ahead of it (at most the leash), as a wrist does; the contact
+    forces it causes are pybullet's contact forces.
+    """
 
     body: int
-    constraint: int
+    constraint: int  # -1: the hand is an impedance, not a pybullet constraint
     grip_local: np.ndarray  # (3,) grip point in the body frame
     target_pos: np.ndarray  # world position of the grip
     target_rot: np.ndarray  # (3, 3) world orientation of the body
-    max_force: float
+    max_force: float  # N
+    max_torque: float = 0.0  # N m
+    k: float = 0.0  # N/m
+    c: float = 0.0  # N s/m
+    k_rot: float = 0.0  # N m/rad
+    c_rot: float = 0.0  # N m s/rad
+    weight: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) N, carried by the hand
+    force: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) N, last applied
+    torque: np.ndarray = field(default_factory=lambda: np.zeros(3))  # (3,) N m about the grip, last applied
+    leash_m: float = 0.02  # largest lead of the target over the grip, m
+    leash_rad: float = 0.25  # and over the orientation, rad
 
 
 class AirwayWorld:
@@ -100,12 +151,15 @@ class AirwayWorld:
     blade_pose, tube_pose : ((3,) float, (3, 3) float)
         Initial world positions (metres) of the blade heel / tube tip and orientations.
     hand_force_n, tube_force_n : float
-        Force limits of the hand constraints (also their torque limits, N m).
+        Force limits of the hands holding the blade and the tube, newtons.
+    hand_torque_nm : float
+        Torque limit of the hand holding the blade, N m (the tube's hand is a stiff
+        constraint whose torque limit is ``tube_force_n`` in N m).
     """
 
     def __init__(self, design, blade, tube, dt: float, blade_pose, tube_pose,
                  hand_force_n: float = 80.0, tube_force_n: float = 25.0,
-                 wall_triangles: int = 12000):
+                 wall_triangles: int = 12000, hand_torque_nm: float = 6.0):
         import pybullet as p
         from pybullet_utils import bullet_client
 
@@ -115,13 +169,17 @@ class AirwayWorld:
         c = self.c
         c.resetSimulation()
         c.setPhysicsEngineParameter(fixedTimeStep=self.dt, numSolverIterations=30,
-                                    deterministicOverlappingPairs=1, numSubSteps=0)
-        c.setGravity(0.0, 9.81, 0.0)  # supine: gravity points posterior (+y)
+                                    deterministicOverlappingPairs=1, numSubSteps=0,
+                                    contactBreakingThreshold=CONTACT_BREAKING_M)
+        c.setGravity(*GRAVITY)  # supine: gravity points posterior (+y)
         self.design = design
         self.blade_spec = blade
         self.tube_spec = tube
         self.wall_mesh = wall_mesh(design, wall_triangles)
         self.wall = self._static_mesh(self.wall_mesh)
+        # the wall bounds soft tissue: compliant contacts (a spring-damper per contact point)
+        if WALL_STIFFNESS is not None:
+            c.changeDynamics(self.wall, -1, contactStiffness=WALL_STIFFNESS, contactDamping=WALL_DAMPING)
         self.upper_teeth = self._static_box(design.upper_teeth)
         self.lower_teeth = self._static_box(design.lower_teeth)
         self.tongue, self.tongue_spring = self._tongue()
@@ -136,6 +194,9 @@ class AirwayWorld:
             c.setCollisionFilterPair(b, self.upper_teeth, -1, -1, 0)
             c.setCollisionFilterPair(b, self.lower_teeth, -1, -1, 0)
         c.setCollisionFilterPair(self.tongue, self.epiglottis, -1, -1, 0)
+        # the rigid styletted tube cannot bend around the handle as a real tube does beside the
+        # blade's flange: the two instruments pass through each other
+        c.setCollisionFilterPair(self.blade, self.tube, -1, -1, 0)
         for b in (self.wall, self.upper_teeth, self.lower_teeth, self.tongue, self.epiglottis,
                   self.blade, self.tube):
             c.changeDynamics(b, -1, contactProcessingThreshold=CONTACT_THRESHOLD)
@@ -145,10 +206,12 @@ class AirwayWorld:
         for b in (self.blade, self.tube):
             c.setCollisionFilterGroupMask(b, -1, INSTRUMENT_GROUP, 0xFFFF)
         grip_b = np.array([0.0, 0.0, 0.6 * blade.handle_length_m])
-        self.blade_hand = self._hand(self.blade, grip_b, *blade_pose, hand_force_n)
+        self.blade_hand = self._hand(self.blade, grip_b, *blade_pose, hand_force_n, hand_torque_nm,
+                                     HAND_OMEGA["blade"])
         pts, s = tube.centerline()
         grip_t = pts[int(np.searchsorted(s, 0.27))]
-        self.tube_hand = self._hand(self.tube, grip_t, *tube_pose, tube_force_n)
+        self.tube_hand = self._stiff_hand(self.tube, grip_t, *tube_pose, tube_force_n)
+        self.hands = (self.blade_hand,)  # impedance hands (the tube's is a pybullet constraint)
 
     # ------------------------------------------------------------------ building
     def _static_mesh(self, mesh) -> int:
@@ -260,13 +323,35 @@ class AirwayWorld:
                          ccdSweptSphereRadius=0.002)
         return body
 
-    def _hand(self, body, grip_local, pos, rot, max_force) -> Hand:
+    def _stiff_hand(self, body, grip_local, pos, rot, max_force) -> Hand:
+        """A hand holding a device through a stiff fixed constraint limited to ``max_force`` (N and N m).
+
+        Used for the tube: a stiff wrist steering a styletted tube (its forces are not scored).
+        """
         c, p = self.c, self.p
         grip_world = np.asarray(pos) + rot @ grip_local
         cid = c.createConstraint(body, -1, -1, -1, p.JOINT_FIXED, [0, 0, 0], grip_local.tolist(),
                                  grip_world.tolist(), [0, 0, 0, 1], quat_from_matrix(rot).tolist())
         c.changeConstraint(cid, grip_world.tolist(), quat_from_matrix(rot).tolist(), maxForce=max_force)
-        return Hand(body, cid, grip_local, grip_world, np.asarray(rot, float), max_force)
+        return Hand(body, cid, np.asarray(grip_local, float), grip_world, np.asarray(rot, float),
+                    float(max_force), float(max_force), leash_m=STIFF_LEASH_M, leash_rad=STIFF_LEASH_RAD)
+
+    def _hand(self, body, grip_local, pos, rot, max_force, max_torque, omega) -> Hand:
+        """A hand whose spring-dampers have natural frequencies ``omega`` = (linear, angular) rad/s.
+
+        Stiffness and damping follow the device's mass and principal inertias (critically
+        damped at ``HAND_DAMPING``), so every axis stays well inside the explicit step's
+        stability limit (omega dt < 2).
+        """
+        info = self.c.getDynamicsInfo(body, -1)
+        mass, inertia = float(info[0]), np.asarray(info[2], float)
+        w_lin, w_rot = omega
+        grip_world = np.asarray(pos) + rot @ grip_local
+        return Hand(body, -1, np.asarray(grip_local, float), grip_world, np.asarray(rot, float),
+                    float(max_force), float(max_torque), k=mass * w_lin**2,
+                    c=2.0 * HAND_DAMPING * mass * w_lin, k_rot=inertia * w_rot**2,
+                    c_rot=2.0 * HAND_DAMPING * inertia * w_rot,
+                    weight=-mass * np.asarray(GRAVITY), leash_m=LEASH_M, leash_rad=LEASH_RAD)
 
     # ------------------------------------------------------------------ driving
     def move_hand(self, hand: Hand, velocity, angular_velocity, dt: float) -> None:
@@ -282,14 +367,15 @@ class AirwayWorld:
         grip = pos + rot @ hand.grip_local
         off = hand.target_pos - grip
         dist = float(np.linalg.norm(off))
-        if dist > LEASH_M:
-            hand.target_pos = grip + off * (LEASH_M / dist)
+        if dist > hand.leash_m:
+            hand.target_pos = grip + off * (hand.leash_m / dist)
         rv = Rotation.from_matrix(hand.target_rot @ rot.T).as_rotvec()
         ang = float(np.linalg.norm(rv))
-        if ang > LEASH_RAD:
-            hand.target_rot = Rotation.from_rotvec(rv * (LEASH_RAD / ang)).as_matrix() @ rot
-        self.c.changeConstraint(hand.constraint, hand.target_pos.tolist(),
-                                quat_from_matrix(hand.target_rot).tolist(), maxForce=hand.max_force)
+        if ang > hand.leash_rad:
+            hand.target_rot = Rotation.from_rotvec(rv * (hand.leash_rad / ang)).as_matrix() @ rot
+        if hand.constraint >= 0:
+            self.c.changeConstraint(hand.constraint, hand.target_pos.tolist(),
+                                    quat_from_matrix(hand.target_rot).tolist(), maxForce=hand.max_force)
 
     def _apply_springs(self) -> None:
         c = self.c
@@ -312,10 +398,36 @@ class AirwayWorld:
             c.applyExternalForce(s.body, -1, f.tolist(), list(pos), self.p.WORLD_FRAME)
             c.applyExternalTorque(s.body, -1, tq.tolist(), self.p.WORLD_FRAME)
 
+    def _apply_hands(self) -> None:
+        """Apply each hand's spring-damper force (at the centre of mass) and torque."""
+        from scipy.spatial.transform import Rotation
+
+        c = self.c
+        for h in self.hands:
+            pos, q = c.getBasePositionAndOrientation(h.body)
+            v, w = c.getBaseVelocity(h.body)
+            rot = matrix_from_quat(q)
+            grip = np.asarray(pos) + rot @ h.grip_local
+            f = h.k * (h.target_pos - grip) - h.c * np.asarray(v) + h.weight
+            fn = float(np.linalg.norm(f))
+            if fn > h.max_force:
+                f *= h.max_force / fn
+            rv = rot.T @ Rotation.from_matrix(h.target_rot @ rot.T).as_rotvec()  # body frame
+            tq = rot @ (h.k_rot * rv - h.c_rot * (rot.T @ np.asarray(w)))
+            tn = float(np.linalg.norm(tq))
+            if tn > h.max_torque:
+                tq *= h.max_torque / tn
+            h.force, h.torque = f, tq
+            c.applyExternalForce(h.body, -1, f.tolist(), list(pos), self.p.WORLD_FRAME)
+            c.applyExternalTorque(h.body, -1, tq.tolist(), self.p.WORLD_FRAME)
+
     def step(self, n: int = 1) -> None:
         """Advance n steps."""
         for _ in range(n):
+            self._apply_hands()
             self._apply_springs()
+            # process-wide in Bullet: pin it for this world's step (see CONTACT_BREAKING_M)
+            self.c.setPhysicsEngineParameter(contactBreakingThreshold=CONTACT_BREAKING_M)
             self.c.stepSimulation()
 
     # ------------------------------------------------------------------ queries
@@ -338,9 +450,14 @@ class AirwayWorld:
         return total, mag
 
     def hand_force(self, hand: Hand) -> float:
-        """Magnitude of the force the hand constraint applies, newtons."""
-        st = self.c.getConstraintState(hand.constraint)
-        return float(np.linalg.norm(st[:3]))
+        """Magnitude of the force the hand applied at the last step (weight included), newtons."""
+        if hand.constraint >= 0:
+            return float(np.linalg.norm(self.c.getConstraintState(hand.constraint)[:3]))
+        return float(np.linalg.norm(hand.force))
+
+    def hand_torque(self, hand: Hand) -> float:
+        """Magnitude of the torque the hand applied at the last step, N m."""
+        return float(np.linalg.norm(hand.torque))
 
     def ray_visible(self, origin: np.ndarray, targets: np.ndarray, include_instruments: bool = False) -> np.ndarray:
         """Which targets (n, 3) are visible from ``origin`` (3,), metres (nothing in between).
@@ -357,6 +474,23 @@ class AirwayWorld:
         res = self.c.rayTestBatch([origin.tolist()] * len(tg), ends.tolist(), collisionFilterMask=mask)
         return np.array([r[0] < 0 for r in res], bool)
 
+    def ray_hits(self, origin: np.ndarray, targets: np.ndarray, include_instruments: bool = False) -> np.ndarray:
+        """First body (n,) int hit on the way from ``origin`` (3,) to each target (n, 3), metres; -1 for none.
+
+        Same occluders as :meth:`ray_visible`; rays end 0.5 % short of their targets.
+        """
+        origin = np.asarray(origin, float)
+        tg = np.atleast_2d(np.asarray(targets, float))
+        ends = origin + (tg - origin) * 0.995
+        mask = ANATOMY_GROUP | (INSTRUMENT_GROUP if include_instruments else 0)
+        res = self.c.rayTestBatch([origin.tolist()] * len(tg), ends.tolist(), collisionFilterMask=mask)
+        return np.array([r[0] for r in res], int)
+
+    def epiglottis_tip(self) -> np.ndarray:
+        """(3,) world position of the epiglottis proxy's free tip, metres."""
+        pos, rot = self.pose(self.epiglottis)
+        return pos + rot @ np.array([0.0, 0.0, self.design.epiglottis.half[2] / 1000.0])
+
     def close(self) -> None:
         """Disconnect the pybullet client."""
         try:
@@ -365,38 +499,79 @@ class AirwayWorld:
             pass
 
 
+class BladeArc:
+    """The blade's insertion path: it turns about the centre of its own curve.
+
+    The blade's centreline is an arc of radius ``curve_radius_m``; turning the
+    blade about that arc's centre slides it along itself, so it enters between
+    the incisors and follows the dorsum of the tongue to the vallecula, as the
+    Macintosh technique does. The arc lies in the sagittal plane, passes
+    :data:`BLADE_ENTRY_BELOW_INCISOR_M` (or :data:`BLADE_ENTRY_GAP_FRACTION` of the gap) below the upper incisal edge and ends
+    with the tip in the vallecula.
+
+    Attributes
+    ----------
+    centre : (3,) float, metres
+    sigma : float
+        +1 or -1: the sense (about +x) in which insertion turns the blade.
+    phi_entry : float
+        Insertion angle (rad) of the start pose: the tip 2 cm before the mouth
+        along the arc. Angle 0 is the tip in the vallecula.
+    """
+
+    def __init__(self, design, blade):
+        L = {k: v / 1000.0 for k, v in design.landmarks_mm.items()}
+        up, lo = L["upper_incisor"], L["lower_incisor"]
+        gap = float(np.linalg.norm(lo - up))
+        m = up + max(BLADE_ENTRY_BELOW_INCISOR_M, BLADE_ENTRY_GAP_FRACTION * gap) * (lo - up) / gap
+        v = L["vallecula"].copy()
+        m[0] = v[0] = 0.0
+        R = blade.curve_radius_m
+        chord = float(np.linalg.norm(v - m))
+        if chord >= 2.0 * R:
+            raise PhysicsError(f"blade {blade.name}: mouth to vallecula {chord:.3f} m exceeds the blade's "
+                               "curve diameter; use a larger blade")
+        u = (v - m) / chord
+        n = np.cross([1.0, 0.0, 0.0], u)
+        h = np.sqrt(R * R - 0.25 * chord * chord)
+        tongue = design.tongue.centre / 1000.0
+        cands = [0.5 * (m + v) + sg * h * n for sg in (1.0, -1.0)]
+        self.centre = min(cands, key=lambda c: float(np.linalg.norm(c - tongue)))  # concave side: tongue
+        self.radius = R
+        self.blade = blade
+        ang = [np.arctan2(*(p - self.centre)[[2, 1]]) for p in (m, v)]
+        d = (ang[1] - ang[0] + np.pi) % (2.0 * np.pi) - np.pi
+        self.sigma = 1.0 if d > 0 else -1.0
+        self._theta_tip = ang[1]
+        self.phi_entry = abs(d) + 0.02 / R
+
+    def pose(self, phi: float) -> tuple[np.ndarray, np.ndarray]:
+        """Blade heel (3,) m and rotation (3, 3) with the tip ``phi`` rad short of the vallecula."""
+        R, c = self.radius, self.centre
+        th_tip = self._theta_tip - self.sigma * phi
+        th_heel = th_tip - self.sigma * self.blade.length_m / R
+        heel = c + R * np.array([0.0, np.cos(th_heel), np.sin(th_heel)])
+        x = self.sigma * np.array([0.0, -np.sin(th_heel), np.cos(th_heel)])  # tangent toward the tip
+        z = (c - heel) / R  # toward the centre: the concave (tongue, handle) side
+        return heel, np.column_stack([x, np.cross(z, x), z])
+
+
 def start_poses(design, blade, tube) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Initial blade and tube poses: outside the open mouth, aimed into it.
 
-    The blade lies in the sagittal plane with its chord along the line from
-    the mouth centre to the vallecula, its tip 2 cm in front of the mouth and
-    the handle toward the ceiling; the tube waits in front of the mouth,
-    :data:`TUBE_LATERAL_M` to the patient's right of the blade, parallel to the
-    sagittal plane and aimed along the mouth-to-glottis line.
+    The blade lies in the sagittal plane on its insertion arc (:class:`BladeArc`)
+    with its tip 2 cm in front of the mouth; the tube waits in front of the
+    mouth, :data:`TUBE_LATERAL_M` to the patient's right of the blade, parallel
+    to the sagittal plane and aimed along the mouth-to-glottis line.
 
     Returns
     -------
     ((3,) heel position m, (3, 3) rotation), ((3,) tube tip position m, (3, 3) rotation)
     """
     L = {k: v / 1000.0 for k, v in design.landmarks_mm.items()}
-    mouth, target = L["mouth_centre"], L["vallecula"]
-    d_in = (target - mouth) / np.linalg.norm(target - mouth)
-    tip_b = blade.tip
-    chord = tip_b / np.linalg.norm(tip_b)
-    best = None
-    for th in np.linspace(-np.pi, np.pi, 3601):
-        xw = np.array([0.0, np.cos(th), np.sin(th)])
-        for sgn in (1.0, -1.0):  # the handle toward the ceiling (anterior), either flange side
-            zw = sgn * np.array([0.0, -np.sin(th), np.cos(th)])
-            if zw[1] > 0:
-                continue
-            cw = chord[0] * xw + chord[2] * zw
-            err = float(np.linalg.norm(cw - d_in))
-            if best is None or err < best[0] - 1e-12:
-                best = (err, xw, zw)
-    _, xw, zw = best
-    rb = np.column_stack([xw, np.cross(zw, xw), zw])
-    heel = mouth - 0.02 * d_in - rb @ tip_b
+    mouth = L["mouth_centre"]
+    arc = BladeArc(design, blade)
+    heel, rb = arc.pose(arc.phi_entry)
     g = L["glottis_centre"]
     xt = (g - mouth) / np.linalg.norm(g - mouth)
     start = mouth + np.array([-TUBE_LATERAL_M, 0.0, 0.0]) - 0.03 * xt
@@ -410,12 +585,17 @@ _MESH_CACHE: dict = {}
 
 
 def wall_mesh(design, triangles: int = 12000):
-    """Airway wall surface (pyvista PolyData, metres) from the design's lumen mask (cached)."""
+    """Airway wall surface (pyvista PolyData, metres) from the design's lumen mask.
+
+    Built once per (parameters, extension, budget) and cached; every call returns
+    a fresh copy, so a caller that edits its mesh in place (a renderer scaling or
+    re-normalising it) cannot change the wall of a later session.
+    """
     from surgsim.anatomy.surface import surface_from_mask
     from surgsim.cases.airway_phantom import lumen_mask
 
-    key = (design.params, round(design.extension, 6), triangles)
+    key = (design.params, round(float(design.extension), 9), int(triangles))
     if key not in _MESH_CACHE:
         mask, wfv = lumen_mask(design, 2.0)
         _MESH_CACHE[key] = surface_from_mask(mask, wfv, target_triangles=triangles, smooth_iterations=10)
-    return _MESH_CACHE[key]
+    return _MESH_CACHE[key].copy(deep=True)

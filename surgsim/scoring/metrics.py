@@ -547,6 +547,30 @@ def time_below_90_s(log: SessionLog, params: Mapping[str, Any]) -> float:
     return float(np.sum(np.diff(t)[s[:-1] < 0.90]))
 
 
+def _during_laryngoscopy(log: SessionLog, x: np.ndarray) -> np.ndarray:
+    """The samples of ``x`` taken while the blade was past the incisors (all of them if never)."""
+    past = _airway(log, "blade_past_incisors")
+    if past is None or not np.any(past > 0):
+        return x
+    return x[past > 0]
+
+
+def best_pogo(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Best percentage of glottic opening seen during laryngoscopy (fraction 0-1)."""
+    p = _airway(log, "pogo")
+    if p is None or p.size == 0:
+        return math.nan
+    return float(_during_laryngoscopy(log, p).max())
+
+
+def cormack_lehane_grade(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """Cormack-Lehane grade (1-4) of the best view during laryngoscopy."""
+    g = _airway(log, "cormack_lehane")
+    if g is None or g.size == 0:
+        return math.nan
+    return float(_during_laryngoscopy(log, g).min())
+
+
 def time_to_intubation_s(log: SessionLog, params: Mapping[str, Any]) -> float:
     """Time from the start to the first breath through a tube confirmed in the trachea, seconds."""
     if _airway(log, "tube_location") is None:
@@ -582,6 +606,9 @@ METRICS.update(
             _def(spo2_nadir, "1", True, "Lowest displayed SpO2 (fraction)."),
             _def(time_below_90_s, "s", False, "Time with displayed SpO2 below 90 %."),
             _def(time_to_intubation_s, "s", False, "Time to the first breath through a tracheal tube."),
+            _def(best_pogo, "1", True,
+                 "Best percentage of glottic opening (fraction) seen from the eye or video camera."),
+            _def(cormack_lehane_grade, "grade", False, "Cormack-Lehane grade (1-4) of the best view."),
         )
     }
 )

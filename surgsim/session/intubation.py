@@ -9,8 +9,12 @@ model advances by a fixed interval at every record, so :func:`replay`
 reproduces a log bit for bit.
 
 Inputs are held 6-DOF hand velocities of the laryngoscope and of the tube (in
-the world frame, LPS) that drag the devices through force-limited
-constraints (never teleported), plus ``cuff``, ``ventilate`` and ``finish``.
+the world frame, LPS) that move hand targets dragging the devices (the blade
+through a force- and torque-limited spring-damper hand, the tube through a
+force-limited constraint; never teleported), plus ``cuff``, ``ventilate`` and
+``finish``. The glottic view (POGO and its Cormack-Lehane grade) is ray cast
+from the operator's eye or the video-laryngoscope camera every
+:data:`POGO_EVERY` steps.
 
 Detection runs at every record from the phantom's exact truth geometry:
 attempts (the blade tip passing the incisors), tube tip location, depth mark at
@@ -54,7 +58,31 @@ LOCATIONS: tuple[str, ...] = ("outside", "pharynx", "trachea", "right_main_bronc
 SAMPLE_KEYS = ("t", "tip", "depth", "wall_force", "contacts", "blade_tip", "tube_tip", "tube_depth",
                "tip_to_carina", "tube_location", "cuff_below_cords", "blade_past_incisors",
                "incisor_force", "incisor_axial", "incisor_lever", "blade_hand_force", "spo2", "sao2",
-               "heart_rate", "ventilated", "cuff")
+               "heart_rate", "ventilated", "cuff", "pogo", "cormack_lehane")
+
+#: Physics steps between glottic-view ray casts (the ``pogo`` channel holds the last value: 25 Hz).
+POGO_EVERY = 10
+#: Spacing (m) of the points sampling the glottic opening for POGO.
+POGO_GRID_M = 0.0015
+#: The direct-laryngoscopy eye: on the glottis-to-mouth line, this far beyond the mouth, metres.
+EYE_DISTANCE_M = 0.30
+#: Cormack-Lehane grade from POGO: grade 1 at or above the first, grade 2 at or above the second;
+#: below that grade 3 when the epiglottis is seen, 4 when it is not.
+CL_POGO = (0.85, 0.05)
+
+
+def cormack_lehane(pogo: float, epiglottis_seen: bool) -> int:
+    """Cormack-Lehane grade (1-4) of a view: its POGO (0-1) and whether the epiglottis is seen.
+
+    Grade 1 shows (nearly) the whole glottic opening, grade 2 part of it, grade 3
+    only the epiglottis and grade 4 not even the epiglottis (thresholds :data:`CL_POGO`;
+    POGO 100 % is grade 1 and 0 % grade 3 or 4, Levitan 1998, Ochroch 1999).
+    """
+    if pogo >= CL_POGO[0]:
+        return 1
+    if pogo >= CL_POGO[1]:
+        return 2
+    return 3 if epiglottis_seen else 4
 
 
 def variant_of(scenario, variant: str | None = None) -> str:
@@ -167,6 +195,29 @@ class AirwayGeometry:
         f = h[k - 1] / (h[k - 1] - h[k])
         return float(marks[k - 1] + f * (marks[k] - marks[k - 1]))
 
+    def operator_eye(self, distance_m: float = EYE_DISTANCE_M) -> np.ndarray:
+        """The laryngoscopist's eye (3,) m: on the glottis-to-mouth line, ``distance_m`` beyond the mouth."""
+        u = (self.mouth - self.glottis) / np.linalg.norm(self.mouth - self.glottis)
+        return self.mouth + distance_m * u
+
+    def glottis_samples(self, spacing_m: float = POGO_GRID_M) -> np.ndarray:
+        """Points (n, 3) m on a square grid of ``spacing_m`` inside the glottic outline (its plane)."""
+        from surgsim.cases.airway_phantom import _polygon_inside
+
+        poly = self.truth.glottis_outline
+        e1 = np.array([1.0, 0.0, 0.0])
+        e2 = np.cross(self.glottis_normal, e1)
+        e2 /= np.linalg.norm(e2)
+        rel = poly - self.glottis
+        uv = np.stack([rel @ e1, rel @ e2], 1)
+        lo, hi = uv.min(0), uv.max(0)
+        gu = np.arange(lo[0] + 0.5 * spacing_m, hi[0], spacing_m)
+        gv = np.arange(lo[1] + 0.5 * spacing_m, hi[1], spacing_m)
+        uu, vv = np.meshgrid(gu, gv, indexing="ij")
+        inside = _polygon_inside(uv, uu, vv)
+        pts = self.glottis + uu[inside][:, None] * e1 + vv[inside][:, None] * e2
+        return pts if len(pts) else self.glottis[None].copy()
+
     def incisor_components(self, force: np.ndarray) -> tuple[float, float]:
         """Axial (along the tooth, toward its root) and levering (transverse) parts of a force (3,) N."""
         axial = float(force @ self.tooth_axis)
@@ -219,6 +270,8 @@ class IntubationSession:
         self.oxygen = OxygenModel(physiology)
         self.oxygen.airway, self.oxygen.fio2 = "open", 0.21  # apnoea, mask off
         self._tube_pts, self._tube_marks = self.tube_spec.centerline(0.005)
+        self._glottis_pts = self.geometry.glottis_samples()
+        self._view = (0.0, 4)
         self.reference_path_length = float(np.linalg.norm(self.geometry.glottis - self.geometry.mouth))
         self.step_index = 0
         self.commands: dict[str, float] = {k: 0.0 for k in ACTIONS if k != "finish"}
@@ -313,6 +366,29 @@ class IntubationSession:
                 "tip_to_carina": g.tip_to_carina(tip),
                 "cuff_below_cords": bool(in_airway and g.below_cords(cuff_end) > 0.0)}
 
+    def view_origin(self) -> np.ndarray:
+        """(3,) m: the video-laryngoscope camera for a video blade, else the operator's eye."""
+        if self.blade_spec.video:
+            pos, rot = self.world.pose(self.world.blade)
+            cam, _ = self.blade_spec.camera()
+            return pos + rot @ cam
+        return self.geometry.operator_eye()
+
+    def glottic_view(self) -> tuple[float, int]:
+        """Percentage of glottic opening seen now (POGO, fraction 0-1) and its Cormack-Lehane grade.
+
+        Rays from :meth:`view_origin` to points filling the glottic outline; the
+        teeth, tongue and epiglottis occlude (the instruments do not). POGO is the
+        fraction of the opening's area whose rays arrive.
+        """
+        w = self.world
+        origin = self.view_origin()
+        pogo = float(np.mean(w.ray_hits(origin, self._glottis_pts) < 0))
+        epi = w.epiglottis_tip()
+        pos, _ = w.pose(w.epiglottis)
+        seen = bool(np.any(w.ray_hits(origin, np.stack([epi, pos])) == w.epiglottis))
+        return pogo, cormack_lehane(pogo, seen)
+
     def _physiology(self, dt: float) -> None:
         ts = self.tube_state()
         ox = self.oxygen
@@ -371,6 +447,10 @@ class IntubationSession:
         s["heart_rate"].append(float(ox.heart_rate_bpm))
         s["ventilated"].append(int(self.oxygen.airway == "ventilated"))
         s["cuff"].append(int(self.commands["cuff"] >= 0.5))
+        if self.step_index % POGO_EVERY == 0:
+            self._view = self.glottic_view()
+        s["pogo"].append(self._view[0])
+        s["cormack_lehane"].append(self._view[1])
         self._detect(ts, past)
 
     def _detect(self, ts: dict, blade_past: float) -> None:
@@ -474,17 +554,32 @@ def dump_inputs(events: list[InputEvent], path: Path | str, header: str = "") ->
 # ---------------------------------------------------------------------- scripted attempts
 #: Interval of the scripted velocity inputs, seconds.
 SCRIPT_INTERVAL_S = 0.04
+#: How far the scripted expert lifts the blade along the handle once its tip is in the vallecula, metres.
+LIFT_M = 0.02
+#: How far the scripted novice rocks the blade back on the upper incisors, radians.
+LEVER_RAD = 0.3
+
+
+_SDF_CACHE: dict = {}
 
 
 def _lumen_sdf(design):
-    """Signed distance (m, positive inside the instrument space) on the lumen grid, and its sampler."""
+    """Signed distance (m, positive inside the instrument space) on the lumen grid, and its sampler.
+
+    The grid is computed once per (parameters, extension) and kept (read-only) for later plans.
+    """
     from scipy.ndimage import distance_transform_edt, map_coordinates
 
     from surgsim.cases.airway_phantom import lumen_mask
 
-    mask, wfv = lumen_mask(design, 2.0)
+    key = (design.params, round(float(design.extension), 9))
+    if key not in _SDF_CACHE:
+        mask, wfv = lumen_mask(design, 2.0)
+        sdf = (distance_transform_edt(mask) - distance_transform_edt(~mask)) * wfv[0, 0]
+        sdf.setflags(write=False)
+        _SDF_CACHE[key] = (sdf, wfv)
+    sdf, wfv = _SDF_CACHE[key]
     h = wfv[0, 0]
-    sdf = (distance_transform_edt(mask) - distance_transform_edt(~mask)) * h
     origin = wfv[:3, 3]
 
     def sample(pts: np.ndarray) -> np.ndarray:
@@ -565,6 +660,22 @@ def _track_inputs(dev: str, keyframes: list[tuple[float, np.ndarray, np.ndarray]
     return out
 
 
+def _arc_keys(arc, t0: float, t1: float, phi0: float, phi1: float,
+              interval: float = SCRIPT_INTERVAL_S) -> list[tuple[float, np.ndarray, np.ndarray]]:
+    """Blade keyframes (t s, heel (3,) m, rotation (3, 3)) turning along its arc from phi0 to phi1 rad."""
+    n = max(1, int(np.ceil((t1 - t0) / interval)))
+    out = []
+    for t in np.linspace(t0, t1, n + 1):
+        s = _smoothstep((t - t0) / (t1 - t0))
+        out.append((float(t), *arc.pose(phi0 + (phi1 - phi0) * s)))
+    return out
+
+
+def _smoothstep(x: float) -> float:
+    x = min(max(x, 0.0), 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
 def plan_tube_poses(design, tube, tip_path: np.ndarray, theta0: float | None = None,
                     avoid=None) -> list[np.ndarray]:
     """For each tube tip position (n, 3) m, the sagittal orientation keeping the tube in the lumen.
@@ -604,88 +715,234 @@ def plan_tube_poses(design, tube, tip_path: np.ndarray, theta0: float | None = N
     return rots
 
 
+class _Script:
+    """What a scripted attempt needs about one case: design, geometry, devices, arcs and grips."""
+
+    def __init__(self, variant: str, blade: str, tube: str, depth_m: float):
+        from surgsim.cases.airway_phantom import PARAMS
+        from surgsim.cases.airway_phantom import design as make_design
+        from surgsim.instruments.airway import BLADES, TUBES
+        from surgsim.physics.airway import BladeArc, start_poses
+
+        self.bl, self.tu = BLADES[blade], TUBES[tube]
+        self.d = make_design(variant, min(HEAD_EXTENSION, PARAMS[variant].max_extension))
+        self.g = AirwayGeometry(self.d)
+        _, (self.tip0, self.rt) = start_poses(self.d, self.bl, self.tu)
+        self.arc = BladeArc(self.d, self.bl)
+        self.depth_m = depth_m
+        self.grip_b = np.array([0.0, 0.0, 0.6 * self.bl.handle_length_m])
+        pts, s = self.tu.centerline()
+        self.grip_t = pts[int(np.searchsorted(s, 0.27))]
+        self.theta0 = float(np.arctan2(self.rt[2, 0], self.rt[1, 0]))
+        self.events: list[InputEvent] = []
+
+    # ---------------------------------------------------------------- blade
+    def blade_in(self, t0: float, duration: float, pause_s: float = 0.0) -> tuple[float, list]:
+        """Blade along its arc into the vallecula (halting ``pause_s`` halfway); returns (t end, keys)."""
+        arc = self.arc
+        if pause_s > 0.0:
+            half = 0.5 * arc.phi_entry
+            keys = _arc_keys(arc, t0, t0 + 0.5 * duration, arc.phi_entry, half)
+            keys += _arc_keys(arc, t0 + 0.5 * duration + pause_s, t0 + duration + pause_s, half, 0.0)
+        else:
+            keys = _arc_keys(arc, t0, t0 + duration, arc.phi_entry, 0.0)
+        return keys[-1][0], keys
+
+    def lift(self, keys: list, t0: float, duration: float, lift_m: float = 0.0) -> list:
+        """Lift along the handle (up and toward the feet) by ``lift_m`` (default :data:`LIFT_M`)."""
+        _, heel, rot = keys[-1]
+        up = np.array([0.0, -1.0, -1.0]) / np.sqrt(2.0)
+        return keys + [(t0 + duration, heel + (lift_m or LIFT_M) * up, rot)]
+
+    def lever(self, keys: list, t0: float, angle: float, duration: float) -> list:
+        """Rock the blade back on the upper incisors: press its palatal face onto their edge, then turn
+        the handle back (the tip comes forward) by ``angle`` rad about that edge."""
+        from scipy.spatial.transform import Rotation
+
+        _, heel, rot = keys[-1]
+        edge = self.g.upper_incisor.copy()
+        edge[0] = 0.0
+        pts, _ = self.bl.centerline(60)
+        world = heel + pts @ rot.T
+        k = int(np.argmin(np.linalg.norm(world - edge, axis=1)))
+        gap = edge - world[k]
+        press = gap - (0.5 * self.bl.thickness_m) * gap / np.linalg.norm(gap)
+        heel_p = heel + press + 0.002 * gap / np.linalg.norm(gap)  # 2 mm into the tooth: contact
+        out = keys + [(t0 + 0.6, heel_p, rot)]
+        n = max(2, int(np.ceil(duration / SCRIPT_INTERVAL_S)))
+        for j in range(1, n + 1):
+            a = -angle * _smoothstep(j / n)  # -x turn: tip anterior, handle back
+            r = Rotation.from_rotvec([a, 0.0, 0.0]).as_matrix()
+            out.append((t0 + 0.6 + duration * j / n, edge + r @ (heel_p - edge), r @ rot))
+        return out
+
+    def blade_out(self, keys: list, t0: float, duration: float) -> list:
+        """Undo any levering, then back out along the arc."""
+        _, heel, rot = keys[-1]
+        _, heel_in, rot_in = _arc_keys(self.arc, 0.0, 1.0, 0.0, 0.0)[-1]
+        shift = heel - heel_in if np.allclose(rot, rot_in) else np.zeros(3)
+        out = keys + [(t0 + 0.8, heel_in + shift, rot_in)]
+        out += [(t, h + shift, r) for t, h, r in _arc_keys(self.arc, t0 + 1.0, t0 + duration, 0.0,
+                                                            self.arc.phi_entry)]
+        return out
+
+    # ---------------------------------------------------------------- tube
+    def tube_path(self, placement: str) -> tuple[np.ndarray, list]:
+        """Tip path (n, 3) m from the tube's start and the planned orientations (n - 1 rotations)."""
+        from surgsim.physics.airway import TUBE_LATERAL_M
+
+        g, L, tu = self.g, self.g.truth.landmarks, self.tu
+        n = g.glottis_normal
+        if placement == "trachea":
+            # over the lifted epiglottis: keep to the laryngeal (posterior) side of the inlet
+            back = np.array([0.0, 0.006, 0.0])
+            via = [L["mouth_centre"] + 0.01 * g.into_mouth, L["laryngeal_inlet"] + back, g.glottis + 0.01 * n,
+                   g.glottis + _tracheal_reach(self.d, g, tu, self.depth_m) * n]
+        elif placement == "oesophagus":
+            oe = g.oesophagus_entrance
+            back = np.array([0.0, 0.003, 0.0])  # behind the arytenoids, the posterior side of the oesophagus
+            via = [L["mouth_centre"] + 0.01 * g.into_mouth,
+                   L["laryngeal_inlet"] + 0.5 * (oe - L["laryngeal_inlet"]),
+                   oe + back, oe + 0.025 * g.oesophagus_axis + back]
+        else:
+            raise ValueError(f"unknown tube placement {placement!r}")
+        lateral = np.array([-TUBE_LATERAL_M, -0.5 * TUBE_LATERAL_M, 0.0, 0.0])
+        via = [v + np.array([x, 0.0, 0.0]) for v, x in zip(via, lateral, strict=True)]
+        start = self.tip0 + np.array([-TUBE_LATERAL_M - self.tip0[0], 0.0, 0.0])
+        path = [start]
+        for a, b in zip([start] + via[:-1], via, strict=True):
+            m = max(1, int(np.ceil(np.linalg.norm(b - a) / 0.004)))
+            path += [a + (b - a) * q for q in np.linspace(0, 1, m + 1)[1:]]
+        path = np.array(path)
+        avoid = None
+        if placement == "oesophagus":  # keep the tube out of the larynx and trachea in front of it
+            a, b = g.glottis + 0.01 * n, g.carina
+            r_keep = g.trachea_radius + 0.5 * tu.outer_diameter_m
+
+            def avoid(line: np.ndarray) -> np.ndarray:
+                u = np.clip((line - a) @ (b - a) / float((b - a) @ (b - a)), 0.0, 1.0)
+                dist = np.linalg.norm(a + u[:, None] * (b - a) - line, axis=1)
+                return np.maximum(r_keep - dist, 0.0) * 3.0
+
+        rots = plan_tube_poses(self.d, tu, path[1:] * np.array([0.0, 1.0, 1.0]), self.theta0, avoid)
+        rots = [_yawed(R, q, g, TUBE_LATERAL_M) for R, q in zip(rots, path[1:], strict=True)]
+        return path, rots
+
+    def tube_keys(self, path: np.ndarray, rots: list, t_go: float, speed: float, t_start: float = 0.0,
+                  start: tuple | None = None, stall_at: float | None = None, stall_s: float = 0.0) -> list:
+        """Keyframes carrying the tube along ``path`` at ``speed`` m/s from ``t_go``.
+
+        From ``t_start`` it first moves from ``start`` (pose (tip (3,), rot (3, 3)); default the
+        start pose) to the path's start beside the mouth, parallel to the sagittal plane (1.5 s),
+        and waits there. ``stall_at`` (a fraction of the path) holds it for ``stall_s`` seconds.
+        """
+        seg = np.linalg.norm(np.diff(path, axis=0), axis=1) / speed
+        ts = t_go + np.concatenate([[0.0], np.cumsum(seg)])
+        if stall_at is not None:
+            k = int(stall_at * (len(ts) - 1))
+            ts[k + 1:] += stall_s
+        p0, r0 = start if start is not None else (self.tip0, self.rt)
+        keys = [(t_start, p0, r0)]
+        if t_go > t_start + 1.5 + 1e-6:
+            keys.append((t_start + 1.5, path[0], _sagittal_rot(self.theta0)))
+        keys += [(float(t), q, R) for t, q, R in zip(ts, path, [_sagittal_rot(self.theta0)] + rots, strict=True)]
+        return keys
+
+    @staticmethod
+    def reverse(keys: list, t0: float, speed: float) -> list:
+        """The same poses back to the first, from ``t0`` at ``speed`` m/s (withdrawing)."""
+        back = keys[::-1]
+        out = [(t0, back[0][1], back[0][2])]
+        for (_, p0, _), (_, p1, r1) in zip(back[:-1], back[1:], strict=True):
+            out.append((out[-1][0] + max(float(np.linalg.norm(p1 - p0)) / speed, SCRIPT_INTERVAL_S), p1, r1))
+        return out
+
+    def add(self, dev: str, keys: list) -> None:
+        grip = self.grip_b if dev == "blade" else self.grip_t
+        self.events += _track_inputs(dev, keys, grip)
+
+    def switch(self, t: float, action: str, value: float) -> None:
+        self.events.append(InputEvent(int(round(t / DT)), action, float(value)))
+
+    def done(self, t_finish: float) -> list[InputEvent]:
+        self.switch(t_finish, "finish", 0.0)
+        self.events.sort(key=lambda e: e.step)
+        return self.events
+
+
+#: Scripted attempt kinds (:func:`scripted_attempt`).
+SCRIPT_KINDS = ("expert", "oesophageal", "novice", "levering", "laryngoscopy")
+
+
 def scripted_attempt(variant: str = "adult", kind: str = "expert", blade: str = "macintosh_3",
                      tube: str = "ett_7_5", depth_m: float = 0.212) -> list[InputEvent]:
-    """A scripted attempt as an input log: ``kind`` ``"expert"`` (trachea) or ``"oesophageal"``.
+    """A scripted attempt as an input log (hand velocities, cuff, bag, finish).
 
-    The blade goes in along its chord to the vallecula and lifts along the handle; the tube
-    tip then follows the airway (or the pharynx into the oesophagus) with its orientation
-    planned on the lumen's signed distance, to the depth mark ``depth_m`` at the incisors
-    (approximately); cuff up, ventilate, finish.
+    Kinds (:data:`SCRIPT_KINDS`):
+
+    * ``"expert"``: blade along its curve into the vallecula in 3 s, lift along the handle
+      (no tooth contact), tube through the cords to the depth mark ``depth_m`` at the
+      incisors, cuff up, ventilate, blade out;
+    * ``"oesophageal"``: the same view, but the tube slips behind the arytenoids into the
+      oesophagus and is ventilated there (unrecognised);
+    * ``"novice"``: hesitant and slow; levers the blade on the upper incisors instead of
+      lifting; the first tube goes into the oesophagus, is recognised (not ventilated) and
+      withdrawn; a second laryngoscopy (levering again) places the tube in the trachea;
+    * ``"levering"``: blade in and levered on the upper incisors, no tube (a force test);
+    * ``"laryngoscopy"``: the expert's blade alone (in, lift, hold, out), no tube (a view test).
+
+    The tube's orientation along its path is planned on the lumen's signed distance
+    (:func:`plan_tube_poses`).
     """
-    from surgsim.cases.airway_phantom import PARAMS
-    from surgsim.cases.airway_phantom import design as make_design
-    from surgsim.instruments.airway import BLADES, TUBES
-    from surgsim.physics.airway import TUBE_LATERAL_M, start_poses
-
-    bl, tu = BLADES[blade], TUBES[tube]
-    d = make_design(variant, min(HEAD_EXTENSION, PARAMS[variant].max_extension))
-    g = AirwayGeometry(d)
-    (heel0, rb), (tip0, rt) = start_poses(d, bl, tu)
-    L = g.truth.landmarks
-    # blade: chord to the vallecula, then lift along the handle (up and toward the feet)
-    d_in = L["vallecula"] - L["mouth_centre"]
-    reach = np.linalg.norm(d_in) + 0.02
-    d_in /= np.linalg.norm(d_in)
-    heel1 = heel0 + reach * d_in
-    lift = np.array([0.0, -1.0, -1.0]) / np.sqrt(2.0)
-    heel2 = heel1 + 0.015 * lift
-    t_in, t_lift = 3.0, 4.5
-    grip_b = np.array([0.0, 0.0, 0.6 * bl.handle_length_m])
-    events = _track_inputs("blade", [(0.0, heel0, rb), (t_in, heel1, rb), (t_lift, heel2, rb)], grip_b)
-    # tube tip path
-    n = g.glottis_normal
-    if kind == "expert":
-        # over the lifted epiglottis: keep to the laryngeal (posterior) side of the inlet
-        back = np.array([0.0, 0.006, 0.0])
-        via = [L["mouth_centre"] + 0.01 * g.into_mouth, L["laryngeal_inlet"] + back, g.glottis + 0.01 * n,
-               g.glottis + _tracheal_reach(d, g, tu, depth_m) * n]
-    elif kind == "oesophageal":
-        oe = g.oesophagus_entrance
-        # behind the arytenoids, keeping to the posterior side of the oesophagus
-        back = np.array([0.0, 0.003, 0.0])
-        via = [L["mouth_centre"] + 0.01 * g.into_mouth, L["laryngeal_inlet"] + 0.5 * (oe - L["laryngeal_inlet"]),
-               oe + back, oe + 0.025 * g.oesophagus_axis + back]
-    else:
-        raise ValueError(f"unknown scripted attempt {kind!r}; use 'expert' or 'oesophageal'")
-    # the tube passes to the patient's right of the midline blade and joins the midline at the inlet
-    lateral = np.array([-TUBE_LATERAL_M, -0.5 * TUBE_LATERAL_M, 0.0, 0.0])
-    via = [v + np.array([x, 0.0, 0.0]) for v, x in zip(via, lateral, strict=True)]
-    start = tip0 + np.array([-TUBE_LATERAL_M - tip0[0], 0.0, 0.0])
-    path = [start]
-    for a, b in zip([start] + via[:-1], via, strict=True):
-        m = max(1, int(np.ceil(np.linalg.norm(b - a) / 0.004)))
-        path += [a + (b - a) * s for s in np.linspace(0, 1, m + 1)[1:]]
-    path = np.array(path)
-    theta0 = float(np.arctan2(rt[2, 0], rt[1, 0]))
-    avoid = None
-    if kind == "oesophageal":  # keep the tube out of the larynx and trachea in front of the oesophagus
-        a, b = g.glottis + 0.01 * n, g.carina
-        r_keep = g.trachea_radius + 0.5 * tu.outer_diameter_m
-
-        def avoid(line: np.ndarray) -> np.ndarray:
-            u = np.clip((line - a) @ (b - a) / float((b - a) @ (b - a)), 0.0, 1.0)
-            dist = np.linalg.norm(a + u[:, None] * (b - a) - line, axis=1)
-            return np.maximum(r_keep - dist, 0.0) * 3.0
-
-    rots = plan_tube_poses(d, tu, path[1:] * np.array([0.0, 1.0, 1.0]), theta0, avoid)
-    rots = [_yawed(R, q, g, TUBE_LATERAL_M) for R, q in zip(rots, path[1:], strict=True)]
-    speed = 0.03  # m/s along the path
-    ts = t_lift + 1.0 + np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1) / speed)])
-    pts, s = tu.centerline()
-    grip_t = pts[int(np.searchsorted(s, 0.27))]
-    # before the blade goes in: move the tube beside the blade's plane and turn it parallel to it
-    keys = [(0.0, tip0, rt), (1.5, path[0], _sagittal_rot(theta0))]
-    keys += [(float(t), p, R) for t, p, R in zip(ts, path, [_sagittal_rot(theta0)] + rots, strict=True)]
-    events += _track_inputs("tube", keys, grip_t)
-    t_end = float(ts[-1]) + 0.5
-    # cuff up and ventilate once the tube is placed (the unrecognised oesophageal tube: as soon as
-    # the tip is past the oesophageal entrance, before the rigid tube springs back out)
-    t_cuff = t_end if kind == "expert" else float(ts[int(np.argmin(np.linalg.norm(path - via[2], axis=1)))]) + 0.55
-    events += [InputEvent(int(round(t_cuff / DT)), "cuff", 1.0),
-               InputEvent(int(round((t_cuff + 0.2) / DT)), "ventilate", 1.0)]
-    # blade out once the tube is placed
-    events += _track_inputs("blade", [(t_end + 1.0, heel2, rb), (t_end + 3.0, heel2 - 0.12 * d_in, rb)], grip_b)
-    events.append(InputEvent(int(round((t_end + 20.0) / DT)), "finish", 0.0))
-    events.sort(key=lambda e: e.step)
-    return events
+    if kind not in SCRIPT_KINDS:
+        raise ValueError(f"unknown scripted attempt {kind!r}; use one of {', '.join(SCRIPT_KINDS)}")
+    sc = _Script(variant, blade, tube, depth_m)
+    if kind in ("levering", "laryngoscopy"):
+        t, keys = sc.blade_in(0.0, 3.0)
+        keys = sc.lever(keys, t, LEVER_RAD, 1.5) if kind == "levering" else sc.lift(keys, t, 1.5)
+        keys = sc.blade_out(keys + [(keys[-1][0] + 2.0, keys[-1][1], keys[-1][2])], keys[-1][0] + 2.0, 3.0)
+        sc.add("blade", keys)
+        return sc.done(keys[-1][0] + 1.0)
+    if kind in ("expert", "oesophageal"):
+        t, keys = sc.blade_in(0.0, 3.0)
+        keys = sc.lift(keys, t, 1.5)
+        t_view = keys[-1][0]
+        path, rots = sc.tube_path("trachea" if kind == "expert" else "oesophagus")
+        tkeys = sc.tube_keys(path, rots, t_view + 1.0, 0.03)
+        sc.add("tube", tkeys)
+        t_end = tkeys[-1][0] + 0.5
+        if kind == "expert":
+            t_cuff = t_end
+        else:  # ventilated as soon as the tip is past the oesophageal entrance (unrecognised)
+            k = int(np.argmin(np.linalg.norm(path - sc.g.oesophagus_entrance, axis=1)))
+            t_cuff = tkeys[k][0] + 0.55
+        sc.switch(t_cuff, "cuff", 1.0)
+        sc.switch(t_cuff + 0.2, "ventilate", 1.0)
+        sc.add("blade", sc.blade_out(keys + [(t_end + 1.0, keys[-1][1], keys[-1][2])], t_end + 1.0, 3.0))
+        return sc.done(t_end + 20.0)
+    # novice: two laryngoscopies, levering, slow and hesitant, oesophagus first (recognised)
+    t, keys = sc.blade_in(0.0, 5.0, pause_s=1.5)
+    keys = sc.lever(keys, t + 0.5, LEVER_RAD, 2.0)
+    t_view = keys[-1][0]
+    path, rots = sc.tube_path("oesophagus")
+    tkeys = sc.tube_keys(path, rots, t_view + 1.0, 0.02, stall_at=0.5, stall_s=1.5)
+    t_out = tkeys[-1][0] + 2.5  # looks, sees no tube between the cords
+    back = sc.reverse(tkeys[1:], t_out, 0.04)
+    sc.add("tube", tkeys + back)
+    t_blade = back[-1][0] + 0.5
+    keys = sc.blade_out(keys + [(t_blade, keys[-1][1], keys[-1][2])], t_blade, 3.0)
+    sc.add("blade", keys)
+    # second laryngoscopy after a pause
+    t2 = keys[-1][0] + 4.0
+    t, keys = sc.blade_in(t2, 4.0)
+    keys = sc.lever(keys, t + 0.3, 0.7 * LEVER_RAD, 1.5)
+    t_view = keys[-1][0]
+    path, rots = sc.tube_path("trachea")
+    tkeys = sc.tube_keys(path, rots, t_view + 1.0, 0.02, t_start=back[-1][0] + 0.5,
+                         start=(back[-1][1], back[-1][2]), stall_at=0.7, stall_s=1.0)
+    sc.add("tube", tkeys)
+    t_end = tkeys[-1][0] + 1.5
+    sc.switch(t_end, "cuff", 1.0)
+    sc.switch(t_end + 0.4, "ventilate", 1.0)
+    sc.add("blade", sc.blade_out(keys + [(t_end + 1.5, keys[-1][1], keys[-1][2])], t_end + 1.5, 3.0))
+    return sc.done(t_end + 20.0)

@@ -22,8 +22,12 @@ def test_bench_intubation_tiny_json(capsys):
     assert 0.5 < out["contact_from_s"] < 30.0 and out["contact_fraction"] > 0.5
     # rendering: the laryngoscope view and the flat-plane baseline in the same process
     assert out["frames"] == 3 and out["frames_per_s"] > 0 and out["baseline_plane_frames_per_s"] > 0
+    from surgsim.render.airway import LARYNGOSCOPE_VIEW_SIZE, VIEW_TRIANGLES
+
+    assert out["frame_size"] == list(LARYNGOSCOPE_VIEW_SIZE)  # the size the intubation window gives the view
     assert out["frames_vs_goal"] == pytest.approx(out["frames_per_s"] / 30.0)
-    assert out["scene_triangles"] > 10000
+    # the culled, decimated tissue of the laryngoscope view and the devices, proxies, teeth and cords
+    assert VIEW_TRIANGLES < out["scene_triangles"] < VIEW_TRIANGLES + 15000
     assert "app_rss_bytes" not in out  # --no-gui
     assert out["goals"]["rss_bytes"] == 1.5 * 2**30
     # the text report of the same figures

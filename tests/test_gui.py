@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -13,20 +15,30 @@ if not os.environ.get("DISPLAY"):
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from surgsim.errors import RecordsError  # noqa: E402
 from surgsim.gui.main_window import MainWindow  # noqa: E402
+from surgsim.gui.records_worker import UNREACHABLE, wait_for_records_jobs  # noqa: E402
 from surgsim.records.db import Records  # noqa: E402
+from surgsim.records.journal import read_journal  # noqa: E402
 
 
 @pytest.fixture
 def window(qtbot, tmp_path, default_scenario, default_case):
-    records = Records(f"sqlite:///{tmp_path / 'gui.db'}")
+    records = Records(f"sqlite:///{tmp_path / 'gui.db'}", journal_dir=tmp_path / "journal")
     win = MainWindow(default_scenario, default_case, trainee_id="T-GUI", records=records)
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
     yield win
     win.close()
+    assert wait_for_records_jobs(30000)  # as the app does: the database closes once the saves are done
     records.close()
+
+
+def _advance_a_little(qtbot, window):
+    qtbot.keyPress(window.plotter.interactor, Qt.Key.Key_Up)
+    qtbot.wait(300)
+    qtbot.keyRelease(window.plotter.interactor, Qt.Key.Key_Up)
 
 
 def test_keys_drive_the_catheter(qtbot, window):
@@ -57,7 +69,12 @@ def test_finish_shows_the_debrief_and_records(qtbot, window):
     assert window.last_result is not None
     assert "score" in window.debrief_title.text().lower()
     assert window.debrief.rowCount() == len(window.last_result.metrics) > 0
-    assert window.last_attempt_id is not None
+    qtbot.waitUntil(lambda: window.last_attempt_id is not None, timeout=15000)  # stored by the records thread
+    (row,) = window.records.list_attempts("T-GUI")
+    assert row.id == window.last_attempt_id and row.status == "completed"
+    assert "recorded" in window.records_status.text()
+    window.finish_attempt()  # Return again: the debrief again, but the attempt is not stored twice
+    assert wait_for_records_jobs()
     assert len(window.records.list_attempts("T-GUI")) == 1
 
 
@@ -132,3 +149,91 @@ def test_switch_scenario_and_replay_beside_the_expert(qtbot, window):
     qtbot.addWidget(editor)
     picker.close()
     editor.close()
+
+
+def test_attempt_is_saved_on_the_records_thread(qtbot, window, monkeypatch):
+    _advance_a_little(qtbot, window)
+    window.recorder.poll()
+    path = window.recorder.journal_path
+    assert path is not None and path.is_file()
+    seen = {}
+    add_attempt = window.records.add_attempt
+
+    def spy(*args, **kwargs):
+        seen["thread"] = threading.current_thread()
+        return add_attempt(*args, **kwargs)
+
+    monkeypatch.setattr(window.records, "add_attempt", spy)
+    window.finish_attempt()
+    assert window.debrief_dock.isVisible()  # the debrief does not wait for the database
+    qtbot.waitUntil(lambda: window.last_attempt_id is not None, timeout=15000)
+    assert seen["thread"] is not threading.main_thread()
+    stored = window.records.get_attempt(window.last_attempt_id)
+    assert stored.log.inputs == window.session.inputs and not path.exists()
+
+
+def test_unreachable_database_message_and_recovery(qtbot, window, monkeypatch, tmp_path):
+    _advance_a_little(qtbot, window)
+
+    def down(*args, **kwargs):
+        raise RecordsError("cannot write the attempt: connection refused (is the server running?)")
+
+    monkeypatch.setattr(window.records, "add_attempt", down)
+    window.finish_attempt()
+    qtbot.waitUntil(lambda: "not recorded" in window.records_status.text(), timeout=15000)
+    message = window.records_status.text()
+    assert UNREACHABLE in message and "kept on this station" in message
+    (journal,) = window.records.journal_dir.glob("*.journal")
+    header, inputs, _, end = read_journal(journal)
+    assert end is not None and inputs == window.session.inputs
+    monkeypatch.undo()
+    again = Records(f"sqlite:///{tmp_path / 'gui.db'}", journal_dir=tmp_path / "journal")
+    try:
+        assert again.get_attempt(header["attempt_id"]).status == "completed"
+    finally:
+        again.close()
+
+
+def test_app_closes_the_database_only_once_the_records_thread_is_idle(qtbot):
+    from PySide6.QtWidgets import QLabel
+
+    from surgsim.gui.app import _close_records
+    from surgsim.gui.records_worker import RecordsJobs
+
+    owner = QLabel()
+    qtbot.addWidget(owner)
+    order = []
+
+    class FakeRecords:
+        def close(self):
+            order.append("close")
+
+    def save():
+        time.sleep(0.4)
+        order.append("saved")
+        return "A-1"
+
+    RecordsJobs(owner).run(save, lambda _: order.append("delivered"))
+    assert _close_records(FakeRecords()) is True
+    assert order == ["saved", "delivered", "close"]
+
+
+def test_app_leaves_the_database_open_when_a_save_outlasts_the_wait(qtbot, monkeypatch, capsys):
+    from PySide6.QtWidgets import QLabel
+
+    from surgsim.gui import app
+    from surgsim.gui.records_worker import RecordsJobs
+
+    monkeypatch.setattr(app, "RECORDS_SHUTDOWN_TIMEOUT_S", 0.1)
+    owner = QLabel()
+    qtbot.addWidget(owner)
+    closed = []
+
+    class FakeRecords:
+        def close(self):
+            closed.append(True)
+
+    RecordsJobs(owner).run(lambda: time.sleep(0.8), lambda _: None)
+    assert app._close_records(FakeRecords()) is False
+    assert closed == [] and "stays in its journal" in capsys.readouterr().err
+    assert wait_for_records_jobs()

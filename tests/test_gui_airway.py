@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import types
 
 import numpy as np
@@ -16,8 +17,11 @@ if not os.environ.get("DISPLAY"):
 
 from PySide6.QtCore import Qt  # noqa: E402
 
+from surgsim.errors import RecordsError  # noqa: E402
 from surgsim.gui.airway_window import IntubationWindow, hand_velocities  # noqa: E402
+from surgsim.gui.records_worker import UNREACHABLE, wait_for_records_jobs  # noqa: E402
 from surgsim.records.db import Records  # noqa: E402
+from surgsim.records.journal import read_journal  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +34,23 @@ def scenario():
 
 @pytest.fixture
 def window(qtbot, tmp_path, scenario):
-    records = Records(f"sqlite:///{tmp_path / 'gui.db'}")
+    records = Records(f"sqlite:///{tmp_path / 'gui.db'}", journal_dir=tmp_path / "journal")
     win = IntubationWindow(scenario, trainee_id="T-AIR", records=records)
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
     yield win
     win.close()
+    assert wait_for_records_jobs(30000)  # as the app does: the database closes once the saves are done
     records.close()
+
+
+def _hold(qtbot, window, key, seconds=0.3):
+    """Hold a key while the session runs ``seconds`` of simulated time."""
+    t0 = window.session.time
+    qtbot.keyPress(window.plotter.interactor, key)
+    qtbot.waitUntil(lambda: window.session.time > t0 + seconds, timeout=15000)
+    qtbot.keyRelease(window.plotter.interactor, key)
 
 
 def _pose(window, body):
@@ -128,7 +141,12 @@ def test_finish_shows_the_score_and_reveals_the_tube(qtbot, window):
     assert window.result_table.rowCount() == len(result.metrics) > 0
     assert window.debrief_dock.isVisible() and window.debrief_panel.table.rowCount() == len(result.metrics)
     assert "shown after the attempt" not in window.hud.text() and "outside" in window.hud.text()
-    assert window.last_attempt_id is not None
+    # the attempt is stored by the records thread: its id arrives a little later
+    qtbot.waitUntil(lambda: window.last_attempt_id is not None, timeout=15000)
+    stored = window.records.get_attempt(window.last_attempt_id)
+    assert stored.status == "completed" and stored.log.hash() == window.session.log().hash()
+    assert window.records_status.text() == "Attempt recorded."
+    assert not list(window.records.journal_dir.glob("*.journal")), "a stored attempt leaves no journal"
     # keys after the end do nothing; F5 starts a fresh attempt
     qtbot.keyPress(window.plotter.interactor, Qt.Key.Key_W)
     qtbot.keyRelease(window.plotter.interactor, Qt.Key.Key_W)
@@ -157,6 +175,10 @@ def test_app_opens_the_airway_scenario(qtbot, tmp_path, capsys):
     assert code == 0
     report = json.loads([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("{")][-1])
     assert report["rss_bytes"] > 0
+    # where the start-up went: imports, then the window (physics world, anatomy meshes, views), then the frame
+    assert 0 < report["imports_done_s"] < report["window_built_s"] <= report["first_frame_s"]
+    parts = report["window_session_s"] + report["window_anatomy_s"] + report["window_views_s"]
+    assert 0 < parts < report["window_built_s"] - report["imports_done_s"] + 1e-6
 
 
 def test_key_mapping_is_the_operator_frame():
@@ -170,3 +192,122 @@ def test_key_mapping_is_the_operator_frame():
     assert np.cross(w, into) @ left > 0
     _, w = hand_velocities({"roll": 1}, (into, up, left))
     assert np.cross(w, up) @ left > 0  # anticlockwise as the operator looks along "into"
+
+
+def test_attempt_is_journalled_while_it_runs_and_saved_off_the_gui_thread(qtbot, window, monkeypatch):
+    _hold(qtbot, window, Qt.Key.Key_W)
+    path = window.recorder.journal_path
+    assert path is not None and path.is_file(), "the inputs go to a journal while the attempt runs"
+    window.recorder.poll()  # what the next tick does
+    window.recorder.writer.flush()
+    _, inputs, _, end = read_journal(path)
+    assert end is None and inputs == window.session.inputs
+    # the database write (and the log's compression) happens on the records thread, not the GUI's
+    release = threading.Event()
+    seen = {}
+    add_attempt = window.records.add_attempt
+
+    def slow_add_attempt(*args, **kwargs):
+        seen["thread"] = threading.current_thread()
+        assert release.wait(15), "the test never let the save finish"
+        return add_attempt(*args, **kwargs)
+
+    monkeypatch.setattr(window.records, "add_attempt", slow_add_attempt)
+    with qtbot.waitSignal(window.attempt_finished, timeout=10000):
+        window.finish_attempt()
+    assert window.last_result is not None and window.result_table.rowCount() > 0  # the score is shown now
+    qtbot.waitUntil(lambda: "thread" in seen, timeout=10000)
+    assert seen["thread"] is not threading.main_thread()
+    assert window.recorder.busy and window.last_attempt_id is None
+    assert "Saving" in window.records_status.text()
+    _, _, _, end = read_journal(path)  # the end (log and score) is in the journal before the database
+    assert end is not None and end["status"] == "completed"
+    with qtbot.waitSignal(window.attempt_recorded, timeout=15000) as got:
+        release.set()
+    assert got.args[0] == window.last_attempt_id
+    assert not path.exists()
+
+
+def test_unreachable_database_keeps_the_attempt_in_its_journal(qtbot, window, monkeypatch, tmp_path):
+    _hold(qtbot, window, Qt.Key.Key_W)
+
+    def down(*args, **kwargs):
+        raise RecordsError("cannot write the attempt to postgresql://lab/surgsim: could not connect to "
+                           "server: Connection refused; check that the database server is running")
+
+    monkeypatch.setattr(window.records, "add_attempt", down)
+    path = window.recorder.journal_path
+    window.finish_attempt()
+    qtbot.waitUntil(lambda: "not recorded" in window.records_status.text(), timeout=15000)
+    message = window.records_status.text()
+    assert UNREACHABLE in message and "kept on this station" in message and path.name in message
+    assert window.records_status.isVisible() and "b00000" in window.records_status.styleSheet()
+    assert window.last_attempt_id is None and window.last_result is not None
+    header, inputs, _, end = read_journal(path)
+    assert end is not None and end["status"] == "completed" and inputs == window.session.inputs
+    monkeypatch.undo()
+    # the next records open (the next start of the app) stores it, with the same id and log
+    again = Records(f"sqlite:///{tmp_path / 'gui.db'}", journal_dir=tmp_path / "journal")
+    try:
+        stored = again.get_attempt(header["attempt_id"])
+        assert stored.status == "completed" and stored.log.hash() == window.session.log().hash()
+        assert not path.exists()
+    finally:
+        again.close()
+
+
+def test_a_new_attempt_records_the_abandoned_one_as_aborted(qtbot, window):
+    window.new_attempt()  # no input yet: nothing to keep
+    wait_for_records_jobs()
+    assert window.records.list_attempts("T-AIR") == []
+    _hold(qtbot, window, Qt.Key.Key_W)
+    inputs = list(window.session.inputs)
+    qtbot.keyPress(window.plotter.interactor, Qt.Key.Key_F5)
+    assert not window.session.finished and window.session.time < 0.5
+    assert wait_for_records_jobs()
+    (row,) = window.records.list_attempts("T-AIR")
+    assert row.status == "aborted"
+    stored = window.records.get_attempt(row.id)
+    assert stored.log.inputs[:len(inputs)] == inputs and stored.log.inputs[-1].action == "finish"
+    assert window.last_attempt_id is None  # it was not the current attempt
+
+
+def test_laryngoscope_view_has_the_benchmark_size_and_keeps_its_shape(qtbot, window):
+    from surgsim.render.airway import LARYNGOSCOPE_VIEW_SIZE
+
+    assert tuple(window.plotter.ren_win.GetSize()) == LARYNGOSCOPE_VIEW_SIZE  # what the bench renders
+    window.resize(1200, 700)
+    qtbot.waitUntil(lambda: window.width() == 1200, timeout=5000)
+    qtbot.wait(50)
+    w, h = window.plotter.interactor.width(), window.plotter.interactor.height()
+    assert abs(w / h - 4 / 3) < 0.02 and w <= LARYNGOSCOPE_VIEW_SIZE[0], (w, h)
+    view = window.plotter.interactor.geometry()
+    assert window.monitor.isVisible() and window.monitor.geometry().top() >= view.bottom()  # below the view
+
+
+def test_views_are_redrawn_only_when_the_scene_changed(window):
+    window.timer.stop()
+    n = window.frames_rendered
+    window._render()
+    window._render()
+    assert window.frames_rendered == n, "nothing moved: no redraw"
+    s = window.session
+    s.apply("blade_vy", 0.05)
+    s.step(25)
+    window._render()
+    assert window.frames_rendered == n + 1
+    actor = next(a for a, b in window.scene.views["laryngoscope"].moving if b == "blade")
+    assert np.allclose(np.asarray(actor.user_matrix)[:3, 3], _pose(window, "blade")[0], atol=1e-9)
+
+
+@pytest.mark.slow
+def test_bench_measures_the_window_view_rendered_once_per_frame():
+    """``surgsim bench intubation`` times the view as the window draws it: its size, one render per frame."""
+    from surgsim.bench_intubation import bench_gui_render
+    from surgsim.render.airway import LARYNGOSCOPE_VIEW_SIZE
+
+    out = bench_gui_render(frames=4)
+    assert "gui_skipped" not in out, out
+    assert out["gui_view_size"] == list(LARYNGOSCOPE_VIEW_SIZE)
+    assert out["gui_vtk_renders_per_frame"] == 1.0  # QtInteractor.render() would make it 2
+    assert out["gui_frames_per_s"] > 0 and out["gui_frame_cpu_ms"] > 0

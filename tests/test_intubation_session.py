@@ -100,6 +100,22 @@ def test_blade_entry_counts_an_attempt_and_replay_is_identical():
     assert replay(sc, log).log().hash() == log.hash()
 
 
+def test_latest_is_the_last_recorded_sample_without_copying_the_log():
+    s = IntubationSession(_scenario())
+    s.apply("blade_vz", -0.03)
+    s.step(40)  # 20 records, POGO cast every 10 steps
+    log = s.log()
+    for k in ("pogo", "cormack_lehane", "spo2", "tube_location", "t"):
+        assert s.latest(k) == log.samples[k][-1]
+    tip = s.latest("blade_tip")
+    assert np.array_equal(tip, log.samples["blade_tip"][-1])
+    tip[:] = 0.0  # a copy: the session's record is untouched
+    assert not np.array_equal(s.latest("blade_tip"), tip)
+    with pytest.raises(KeyError, match="pogo"):
+        s.latest("pogoo")
+    s.world.close()
+
+
 # ---------------------------------------------------------------------- scripted placements (recorded logs)
 _ROOT = Path(__file__).resolve().parents[1]
 _ADULT = _ROOT / "scenarios" / "airway-adult-normal.yaml"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,165 @@ def test_unknown_view_is_refused(session, anatomy):
 
     with pytest.raises(ValueError, match="laryngoscope"):
         AirwayScene(session, anatomy).add_view(None, "fluoroscopy")
+
+
+def test_anatomy_disk_cache_reads_back_the_same_meshes(anatomy, session):
+    from surgsim.render import airway as ra
+
+    key = ra.anatomy_cache_key(session.design)
+    folder = ra.anatomy_cache_folder(key)
+    assert (folder / "key.json").read_text() == key and (folder / "tissue.vtp").is_file()
+    saved = dict(ra._ANATOMY_CACHE)
+    ra._ANATOMY_CACHE.clear()
+    try:
+        again = ra.build_anatomy(session.design)  # from disk
+    finally:
+        ra._ANATOMY_CACHE.clear()
+        ra._ANATOMY_CACHE.update(saved)
+    assert again is not anatomy
+    for name in ("tissue", "section", "teeth", "cords", "arytenoids", "view_tissue"):
+        a, b = getattr(anatomy, name), getattr(again, name)
+        assert a.n_cells == b.n_cells and np.allclose(a.points, b.points, atol=1e-7), name
+    for name in ("tissue", "section", "view_tissue"):
+        a, b = getattr(anatomy, name), getattr(again, name)
+        assert np.array_equal(a.point_data["rgb"], b.point_data["rgb"]), name
+
+
+def test_anatomy_cache_key_follows_the_design_and_the_generator(session):
+    from dataclasses import replace
+
+    from surgsim.cases import airway_phantom
+    from surgsim.render.airway import anatomy_cache_folder, anatomy_cache_key
+
+    d = session.design
+    key = anatomy_cache_key(d)
+    content = json.loads(key)
+    assert content["generator_version"] == airway_phantom.GENERATOR_VERSION
+    assert len(content["generator_sha256"]) == 64 and content["params"]["name"] == d.params.name
+    others = [anatomy_cache_key(replace(d, extension=d.extension + 0.05)),
+              anatomy_cache_key(replace(d, params=replace(d.params, tongue_scale=1.2))),
+              anatomy_cache_key(d, spacing_m=2.0e-3), anatomy_cache_key(d, view_triangles=9000)]
+    assert len({key, *others}) == 5
+    assert len({anatomy_cache_folder(k) for k in (key, *others)}) == 5
+
+
+def test_damaged_cache_entry_is_rebuilt(anatomy, session, monkeypatch, tmp_path):
+    import shutil
+
+    from surgsim.render import airway as ra
+
+    key = ra.anatomy_cache_key(session.design)
+    source = ra.anatomy_cache_folder(key)
+    monkeypatch.setenv("SURGSIM_DATA_DIR", str(tmp_path))  # a cache of our own, with a damaged entry
+    folder = ra.anatomy_cache_folder(key)
+    assert folder.is_relative_to(tmp_path)
+    shutil.copytree(source, folder)
+    (folder / "tissue.vtp").write_bytes(b"not a VTK file")
+    saved = dict(ra._ANATOMY_CACHE)
+    ra._ANATOMY_CACHE.clear()
+    first = anatomy
+    try:
+        with pytest.raises((ValueError, Warning)):
+            ra._load_anatomy(folder, key)
+        ra._ANATOMY_CACHE.clear()
+        rebuilt = ra.build_anatomy(session.design)
+        assert rebuilt.tissue.n_cells == first.tissue.n_cells
+        assert ra._load_anatomy(folder, key).tissue.n_cells == first.tissue.n_cells  # rewritten whole
+    finally:
+        ra._ANATOMY_CACHE.clear()
+        ra._ANATOMY_CACHE.update(saved)
+
+
+def test_laryngoscope_view_draws_the_culled_decimated_tissue(anatomy, session, rig):
+    from surgsim.render.airway import (
+        MUCOSA_COLOR,
+        SKIN_COLOR,
+        VIEW_CONE_DEG,
+        VIEW_TRIANGLES,
+        operator_eye,
+    )
+
+    view = anatomy.view_tissue
+    assert 0.9 * VIEW_TRIANGLES <= view.n_cells <= VIEW_TRIANGLES < anatomy.tissue.n_cells
+    def drawn(kind):
+        return rig.plotters[kind].renderer.actors[f"{kind}-tissue"].mapper.GetInput().GetNumberOfCells()
+
+    assert drawn("laryngoscope") == view.n_cells and drawn("external") == anatomy.section.n_cells
+    g = session.geometry
+    eye, glottis = operator_eye(g), np.asarray(g.glottis)
+    axis = (glottis - eye) / np.linalg.norm(glottis - eye)
+    rel = np.asarray(view.points) - eye
+    along = rel @ axis
+    radial = np.linalg.norm(rel - np.outer(along, axis), axis=1)
+    # nothing behind the eye nor far off the line of sight (one triangle's size of slack at the cone's edge)
+    assert along.min() > 0 and np.all(radial <= along * np.tan(np.radians(VIEW_CONE_DEG)) + 0.02)
+    # ... but the tissue around the mouth and the airway down to the glottis is all there
+    for p in (g.mouth, g.upper_incisor, glottis, glottis + 0.05 * (np.asarray(g.mouth) - glottis)):
+        near_full = np.linalg.norm(np.asarray(anatomy.tissue.points) - p, axis=1).min()
+        assert np.linalg.norm(np.asarray(view.points) - p, axis=1).min() < near_full + 0.004
+    rgb = view.point_data["rgb"]
+    for color in (SKIN_COLOR, MUCOSA_COLOR):
+        assert np.all(rgb == (np.array(color) * 255).astype(np.uint8), axis=1).mean() > 0.05
+
+
+def test_culled_tissue_looks_like_the_full_tissue(rig, anatomy, session):
+    """What the laryngoscope view leaves out is out of sight: the pictures differ in a few edge pixels."""
+    from surgsim.render.airway import view_frame
+
+    into, up, _ = view_frame(session.geometry)
+    for k, v in zip(("vx", "vy", "vz"), 0.06 * into, strict=True):
+        session.apply(f"blade_{k}", float(v))
+    session.advance_time(1.0)
+    actor = rig.plotters["laryngoscope"].renderer.actors["laryngoscope-tissue"]
+    culled = rig.image("laryngoscope")
+    actor.mapper.SetInputData(anatomy.tissue)
+    full = rig.image("laryngoscope")
+    actor.mapper.SetInputData(anatomy.view_tissue)
+    differ = (np.abs(culled - full).max(axis=-1) > 40).mean()
+    assert differ < 0.02, f"{differ:.1%} of the pixels differ"
+
+
+def test_sync_reports_changed_views_and_never_rebuilds_meshes(rig, session):
+    rig.image("laryngoscope")
+    rig.image("external")
+    assert rig.scene.sync() == set(), "nothing moved: nothing to redraw"
+    p = rig.plotters["laryngoscope"]
+    before = {k: (a.mapper.GetInput(), a.mapper.GetInput().GetMTime()) for k, a in p.renderer.actors.items()}
+    session.apply("blade_vy", 0.02)
+    session.step(50)
+    assert rig.scene.sync() == {"laryngoscope", "external"}
+    p.render()
+    session.step(1)
+    rig.scene.sync()
+    p.render()
+    after = {k: (a.mapper.GetInput(), a.mapper.GetInput().GetMTime()) for k, a in p.renderer.actors.items()}
+    assert after.keys() == before.keys()
+    for k, (mesh, mtime) in before.items():  # the same meshes, unmodified: only actor matrices changed
+        assert after[k][0] is mesh and after[k][1] == mtime, k
+    session.apply("blade_vy", 0.0)
+    session.step(1)  # the blade still moves this step (the hand drives it through a constraint)
+    rig.scene.sync()
+    rig.scene.set_visible("tube", False)
+    assert rig.scene.sync() == {"laryngoscope", "external"}
+    rig.scene.set_visible("tube", True)
+    rig.scene.sync()
+    session.apply("cuff", 1.0)  # no step: only the cuff changed
+    assert rig.scene.sync() == {"laryngoscope", "external"}
+
+
+def test_moving_bodies_are_wound_outward_and_lit(rig, session):
+    """Culled back faces need outward triangles: a body wound inward would show its lit inside or black."""
+    from surgsim.anatomy.surface import _signed_volume, _triangles
+
+    s = rig.scene
+    for mesh in (s._tongue, s._epiglottis, s._blade, s._handle, s._tube["tube"], s._tube["cuff_inflated"],
+                 s.anatomy.teeth):
+        assert _signed_volume(np.asarray(mesh.points), _triangles(mesh)) > 0
+    full = rig.image("laryngoscope")
+    s.set_visible("tongue", False)
+    without = rig.image("laryngoscope")
+    s.set_visible("tongue", True)
+    tongue = np.abs(full - without).max(axis=-1) > 12
+    assert tongue.sum() > 200
+    red, green, blue = np.median(full[tongue], axis=0)
+    assert red > 100 and red > green + 30 and red > blue + 30, (red, green, blue)  # lit tongue, not black

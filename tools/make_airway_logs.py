@@ -26,15 +26,17 @@ LOGS: tuple[tuple[str, str], ...] = (
     ("airway-adult-normal", "expert"),
     ("airway-adult-normal", "novice"),
     ("airway-adult-normal", "oesophageal"),
+    ("airway-obese-difficult", "expert"),
+    ("airway-obese-difficult", "novice"),
 )
 
 HEADERS = {
     "expert": "Scripted expert intubation: blade along its curve into the vallecula in 3 s, lift along the\n"
-              "handle without touching the teeth, tube through the cords to about 21 cm at the incisors,\n"
+              "handle without touching the teeth, tube through the cords to about 21.5 cm at the incisors,\n"
               "cuff up, ventilate, blade out.",
     "novice": "Scripted novice intubation: slow and hesitant blade insertion, levering on the upper incisors;\n"
-              "the first tube goes into the oesophagus, is recognised and withdrawn; a second laryngoscopy\n"
-              "(levering again) places the tube in the trachea.",
+              "the first tube goes toward the oesophagus, is recognised (not ventilated) and withdrawn; a\n"
+              "second laryngoscopy (levering again) places the tube in the trachea.",
     "oesophageal": "Scripted unrecognised oesophageal intubation: good view, but the tube slips behind the\n"
                    "arytenoids into the oesophagus and is ventilated there.",
 }

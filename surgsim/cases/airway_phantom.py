@@ -51,6 +51,16 @@ LARYNX_DROP_MM = 25.0
 #: Tilt of the tongue's long axis from superior toward anterior, radians (its base reaches the vallecula).
 TONGUE_TILT = 0.61
 
+#: The route over the tongue's dorsum (mouth to vallecula, where a curved blade runs and lifts the
+#: tongue): radius of its sagittal curve (a Macintosh blade's), mm, adult.
+DORSUM_ROUTE_RADIUS_MM = 160.0
+#: ... its half-width (left-right) and half-height (palate to dorsum) around that curve, mm, adult.
+DORSUM_ROUTE_HALF_MM = (13.0, 7.0)
+#: ... and where it enters the mouth: this fraction of the inter-incisor gap below the upper
+#: incisal edge, and at least DORSUM_ROUTE_ENTRY_MM.
+DORSUM_ROUTE_ENTRY_FRACTION = 0.3
+DORSUM_ROUTE_ENTRY_MM = 12.0
+
 #: Default voxel size (column, row, slice), metres.
 DEFAULT_SPACING: tuple[float, float, float] = (1.5e-3, 1.5e-3, 1.5e-3)
 
@@ -432,6 +442,10 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
     # (its deepest point stays 30 mm in front of the skin of the neck)
     inner = -54.0 * sc - fat - 30.0 * sc
     funnel.append(_Ellipsoid(np.array([0.0, inner - 170.0 * sc, 110.0 * sc]), S((140.0, 170.0, 170.0))))
+    # the operator's room above the face, where a tube's connector and a laryngoscope's handle go (a
+    # 32 cm tube entering the mouth reaches 25 cm out of it; the first funnel alone ended short of that
+    # and its boundary levered the tube's connector in free air)
+    funnel.append(_Ellipsoid(warp1(mouth_c0) + R_head @ S((0, -230, 220)), S((160.0, 160.0, 160.0)), R_head))
 
     # ---- truth
     outline_w = warp(outline)
@@ -749,7 +763,8 @@ def make_airway_phantom(
 
 
 def _mouth_space(d: AirwayDesign) -> list:
-    """Compliant lips and cheeks around the mouth opening, and the space under the palate (mm).
+    """Compliant lips and cheeks around the mouth opening, the space under the palate and the route
+    over the tongue's dorsum (:func:`_dorsum_route`), mm.
 
     The lips part around a blade or a tube (the teeth are the rigid limit), and
     the blade runs between the palate and the dorsum of the tongue.
@@ -770,7 +785,42 @@ def _mouth_space(d: AirwayDesign) -> list:
     palate = _Tube(np.array([mc + 8.0 * sc * inward + 0.25 * gap * ez, top + np.array([0.0, 0.0, 4.0]) * sc,
                              top + np.array([0.0, 22.0, -4.0]) * sc]),
                    np.array([9.0, 9.0, 9.0]) * sc)
-    return [lips, _polyline(palate.points, palate.radii)]
+    return [lips, _polyline(palate.points, palate.radii)] + _dorsum_route(d)
+
+
+def _dorsum_route(d: AirwayDesign) -> list:
+    """The route over the tongue's dorsum from the mouth to the vallecula (flat ellipsoids, mm).
+
+    The space between the palate and the tongue that a curved laryngoscope blade
+    runs through and lifts: a sagittal arc of radius :data:`DORSUM_ROUTE_RADIUS_MM`
+    bulging toward the palate, from :data:`DORSUM_ROUTE_ENTRY_FRACTION` of the
+    inter-incisor gap below the upper incisal edge to the vallecula, with a flat
+    cross-section (:data:`DORSUM_ROUTE_HALF_MM`). Without it the oral cavity and the
+    tongue of a variant with a small mouth opening and a big tongue (obese) meet
+    in a pinch too thin for a blade.
+    """
+    sc = d.params.scale
+    L = d.landmarks_mm
+    up, lo = L["upper_incisor"], L["lower_incisor"]
+    gap = float(np.linalg.norm(lo - up))
+    entry = up + max(DORSUM_ROUTE_ENTRY_MM * sc, DORSUM_ROUTE_ENTRY_FRACTION * gap) * (lo - up) / gap
+    v = L["vallecula"]
+    entry = np.array([0.0, entry[1], entry[2]])
+    v = np.array([0.0, v[1], v[2]])
+    chord = float(np.linalg.norm(v - entry))
+    n = np.cross([1.0, 0.0, 0.0], (v - entry) / chord)
+    if n @ (d.tongue.centre - 0.5 * (entry + v)) > 0.0:
+        n = -n  # toward the palate, away from the tongue
+    R = DORSUM_ROUTE_RADIUS_MM * sc
+    sagitta = R - np.sqrt(max(R * R - 0.25 * chord * chord, 0.0))
+    half_w, half_h = DORSUM_ROUTE_HALF_MM
+    out = []
+    for u in np.linspace(0.0, 1.0, int(np.ceil(chord / (5.0 * sc))) + 1):
+        centre = entry + u * (v - entry) + 4.0 * sagitta * u * (1.0 - u) * n
+        tangent = _unit((v - entry) + 4.0 * sagitta * (1.0 - 2.0 * u) * n)
+        rot = np.column_stack([[1.0, 0.0, 0.0], np.cross(tangent, [1.0, 0.0, 0.0]), tangent])
+        out.append(_Ellipsoid(centre, np.array([half_w, half_h, 6.0]) * sc, rot))
+    return out
 
 
 def lumen_mask(d: AirwayDesign, spacing_mm: float = 2.0) -> tuple[np.ndarray, np.ndarray]:

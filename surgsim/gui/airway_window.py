@@ -12,6 +12,13 @@ Held keys: W/S (or Up/Down) in/out, A/D (or Left/Right) left/right, R/F up/down,
 I/K tip up/down, J/L tip left/right, U/O roll anticlockwise/clockwise, Shift fine
 (a quarter speed), Space bag ventilation. Pressed keys: Tab (or 1/2) blade / tube
 in the hand, C cuff, Return finish, F5 new attempt.
+
+The laryngoscope view keeps the 4:3 shape of :data:`~surgsim.render.airway.LARYNGOSCOPE_VIEW_SIZE`
+(its size at the window's default size, what ``surgsim bench intubation`` renders), with the
+patient monitor below it. The views are redrawn only when the scene changed
+(:meth:`~surgsim.render.airway.AirwayScene.sync`). Attempts are recorded off the GUI thread
+(:class:`~surgsim.gui.main_window.AttemptRecorder`: a durable journal while the attempt runs,
+the database write on the records thread when it ends).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 
 os.environ.setdefault("QT_API", "pyside6")
 
-from PySide6.QtCore import QEvent, QObject, QPointF, Qt, QTimer, Signal  # noqa: E402
+from PySide6.QtCore import QEvent, QObject, QPointF, QSize, Qt, QTimer, Signal  # noqa: E402
 from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter, QPen, QPolygonF  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
     QDockWidget,
@@ -41,7 +48,8 @@ from PySide6.QtWidgets import (  # noqa: E402
 )
 from pyvistaqt import QtInteractor  # noqa: E402
 
-from surgsim.render.airway import AirwayScene, build_anatomy, view_frame  # noqa: E402
+from surgsim.gui.main_window import AttemptRecorder, records_status_label  # noqa: E402
+from surgsim.render.airway import LARYNGOSCOPE_VIEW_SIZE, AirwayScene, build_anatomy, view_frame  # noqa: E402
 
 #: Hand speeds at a held key: linear m/s, angular rad/s; Shift multiplies by FINE.
 LINEAR_SPEED = 0.03
@@ -226,6 +234,7 @@ class PatientMonitor(QWidget):
         grid.addWidget(self.apnoea_label, 2, 0, 1, 2)
         grid.addWidget(self.trend, 3, 0, 1, 2)
         grid.addWidget(self.alarm_label, 4, 0, 1, 2)
+        grid.setRowStretch(3, 1)  # room to spare goes to the trend
 
     def update_values(self, t: float, spo2: float, heart_rate: float, apnoea_s: float) -> None:
         """Show one reading: time (s), SpO2 (0-1, displayed value), heart rate (bpm), apnoea time (s)."""
@@ -308,6 +317,44 @@ class _KeyFilter(QObject):
         return False
 
 
+class _ViewColumn(QWidget):
+    """A titled 3D view kept at a fixed aspect (letterboxed at the top), and a widget in the room below."""
+
+    def __init__(self, title: str, view: QWidget, below: QWidget, size: tuple[int, int]):
+        super().__init__()
+        self.setObjectName("view_column")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet("#view_column { background: #050608; }")
+        self.title = QLabel(title, self)
+        self.title.setFont(QFont(self.title.font().family(), 10, QFont.Weight.Bold))
+        self.title.setStyleSheet("color: #d8d8d8; padding: 1px 4px;")
+        self.view, self.below = view, below
+        view.setParent(self)
+        below.setParent(self)
+        self.size_px = size
+        self.aspect = size[0] / size[1]
+        self.setMinimumWidth(320)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        th = self.title.sizeHint().height()
+        return QSize(self.size_px[0], th + self.size_px[1] + self.below.sizeHint().height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        th = self.title.sizeHint().height()
+        return QSize(320, th + 240 + self.below.minimumSizeHint().height())
+
+    def resizeEvent(self, event):  # noqa: N802 (Qt API)
+        w, h = self.width(), self.height()
+        th = self.title.sizeHint().height()
+        room = max(h - th - self.below.minimumSizeHint().height(), 120)
+        vw = max(min(w, int(room * self.aspect)), 1)
+        vh = max(int(round(vw / self.aspect)), 1)
+        self.title.setGeometry(0, 0, w, th)
+        self.view.setGeometry((w - vw) // 2, th, vw, vh)
+        self.below.setGeometry(0, th + vh, w, max(h - th - vh, 0))
+        super().resizeEvent(event)
+
+
 class IntubationWindow(QMainWindow):
     """Intubation window for one trainee and one intubation scenario.
 
@@ -320,9 +367,17 @@ class IntubationWindow(QMainWindow):
         Where finished attempts go (None: not recorded).
     progress : callable(fraction, message), optional
         Start-up progress (building the anatomy).
+
+    Attributes
+    ----------
+    startup_times : dict of str to float
+        Seconds the first attempt took to build: ``session_s`` (physics world),
+        ``anatomy_s`` (static meshes, from the disk cache after the first run),
+        ``views_s`` (the two views' actors).
     """
 
     attempt_finished = Signal(object)  # ScoreResult
+    attempt_recorded = Signal(str)  # attempt id, once the records thread has stored it
 
     def __init__(self, scenario, trainee_id: str = "guest", records=None, parent=None, progress=None):
         super().__init__(parent)
@@ -335,14 +390,23 @@ class IntubationWindow(QMainWindow):
         self.setWindowTitle(f"surgsim: {scenario.title}")
         self.resize(1500, 900)
 
+        self.startup_times: dict[str, float] = {}
+        self.frames_rendered = 0  # laryngoscope view renders (it is redrawn only when the scene changed)
+        self._external_dirty = True
         # no multisampling (a software renderer pays it on every pixel); rendered by the tick only
         self.plotter = QtInteractor(self, multi_samples=0, auto_update=False)  # the laryngoscope view
         self.external = QtInteractor(self, multi_samples=0, auto_update=False)
+        self.monitor = PatientMonitor()
         views = QSplitter(Qt.Orientation.Horizontal)
-        views.addWidget(self._titled("Laryngoscope view", self.plotter.interactor))
+        self.view_column = _ViewColumn("Laryngoscope view", self.plotter.interactor, self.monitor,
+                                       LARYNGOSCOPE_VIEW_SIZE)
+        views.addWidget(self.view_column)
         views.addWidget(self._titled("External view (sagittal cut-away, from the patient's right)",
                                      self.external.interactor))
-        views.setSizes([700, 560])
+        views.setStretchFactor(0, 0)  # a wider window widens the external view
+        views.setStretchFactor(1, 1)
+        self.views_splitter = views
+        self._views_sized = False
         self.setCentralWidget(views)
         self._build_side_panel()
         self._build_debrief_dock()
@@ -363,6 +427,15 @@ class IntubationWindow(QMainWindow):
         self.timer.start()
 
     # ------------------------------------------------------------------ layout
+    def showEvent(self, event):  # noqa: N802 (Qt API)
+        super().showEvent(event)
+        if not self._views_sized:  # the laryngoscope view at its size, the external view the rest
+            self._views_sized = True
+            total = sum(self.views_splitter.sizes())
+            if total > 0:
+                left = min(LARYNGOSCOPE_VIEW_SIZE[0], max(total - 240, 320))
+                self.views_splitter.setSizes([left, total - left])
+
     @staticmethod
     def _titled(title: str, widget: QWidget) -> QWidget:
         box = QWidget()
@@ -370,6 +443,7 @@ class IntubationWindow(QMainWindow):
         lay.setContentsMargins(0, 0, 0, 0)
         label = QLabel(title)
         label.setFont(QFont(label.font().family(), 10, QFont.Weight.Bold))
+        label.setWordWrap(True)  # a long title must not widen the view
         lay.addWidget(label)
         lay.addWidget(widget, stretch=1)
         return box
@@ -382,8 +456,6 @@ class IntubationWindow(QMainWindow):
         title.setFont(QFont(title.font().family(), 12, QFont.Weight.Bold))
         self.scenario_title = title
         layout.addWidget(title)
-        self.monitor = PatientMonitor()
-        layout.addWidget(self.monitor)
 
         force_row = QHBoxLayout()
         force_row.addWidget(QLabel("incisor force"))
@@ -432,6 +504,9 @@ class IntubationWindow(QMainWindow):
         self.result_title.setWordWrap(True)
         self.result_title.setFont(QFont(title.font().family(), 11, QFont.Weight.Bold))
         layout.addWidget(self.result_title)
+        self.records_status = records_status_label()
+        layout.addWidget(self.records_status)
+        self.recorder = AttemptRecorder(self.records_status, lambda: self.records)
         self.result_table = QTableWidget(0, 4)
         self.result_table.setHorizontalHeaderLabels(["metric", "value", "unit", "sub-score"])
         self.result_table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -498,17 +573,25 @@ class IntubationWindow(QMainWindow):
 
     # ------------------------------------------------------------------ attempts
     def new_attempt(self) -> None:
-        """Start a fresh attempt on the scenario (a new patient, devices outside the mouth)."""
+        """Start a fresh attempt on the scenario (a new patient, devices outside the mouth).
+
+        A running attempt with inputs is finished and recorded as ``aborted``; one without is dropped.
+        """
         from surgsim.session.intubation import IntubationSession
 
+        self._abandon_attempt()
         old = self.session
         if old is not None and not old.finished:
             old.world.close()
         self._progress(0.1, "Building the airway and the devices...")
+        t0 = time.perf_counter()
         self.session = IntubationSession(self.scenario)
+        self.recorder.start(self.session, self.scenario, self.trainee_id)
         self._progress(0.6, "Building the anatomy surfaces...")
+        t1 = time.perf_counter()
         self.controls = AirwayControls(self.session)
         anatomy = build_anatomy(self.session.design)
+        t2 = time.perf_counter()
         same = (self.scene is not None and self.scene.anatomy is anatomy
                 and self.scene.session.blade_spec == self.session.blade_spec
                 and self.scene.session.tube_spec == self.session.tube_spec)
@@ -523,6 +606,9 @@ class IntubationWindow(QMainWindow):
                                   color="white")
         else:
             self.scene.set_session(self.session)
+        if not self.startup_times:
+            self.startup_times = {"session_s": t1 - t0, "anatomy_s": t2 - t1,
+                                  "views_s": time.perf_counter() - t2}
         self._progress(1.0, "Ready")
         self.last_result = None
         self.last_attempt_id = None
@@ -541,9 +627,10 @@ class IntubationWindow(QMainWindow):
         self.result_table.setRowCount(0)
         self.debrief_dock.hide()
         self._last_tick = time.perf_counter()
+        self._external_dirty = True
         self._read_state()
         self._update_hud()
-        self._render()
+        self._render(force=True)
 
     def finish_attempt(self) -> None:
         """End the attempt, score it, record it and show the score and debrief."""
@@ -554,6 +641,15 @@ class IntubationWindow(QMainWindow):
             self._read_state()
             s.apply("finish")
         self._show_result()
+
+    def _abandon_attempt(self) -> None:
+        """The trainee leaves a running attempt (new attempt, window closed): one with inputs is
+        finished and recorded as ``aborted``, so no practice is lost; one without is dropped."""
+        s = self.session
+        if s is None or s.finished or not self.recorder.has_inputs():
+            return
+        s.apply("finish")
+        self.recorder.save(s.log(), s.score(), status="aborted")
 
     def _show_result(self) -> None:
         if self.last_result is not None:
@@ -567,12 +663,14 @@ class IntubationWindow(QMainWindow):
         loc = log.samples["tube_location"]
         self._final = {"location": LOCATIONS[int(loc[-1])] if len(loc) else "outside",
                        "depth": float(log.samples["tube_depth"][-1]) if len(loc) else 0.0}
-        if self.records is not None and self.last_attempt_id is None:
-            try:
-                self.last_attempt_id = self.records.add_attempt(self.trainee_id, self.scenario, log, result,
-                                                                mode=self.scenario.mode)
-            except Exception as exc:  # shown to the user; the score still appears
-                self.statusBar().showMessage(f"attempt not recorded: {exc}")
+
+        def saved(attempt_id: str) -> None:  # in the GUI thread, once the records thread has stored it
+            if self.session is s:
+                self.last_attempt_id = attempt_id
+            self.attempt_recorded.emit(attempt_id)
+
+        # the log is compressed, journalled and written on the records thread: the score shows now
+        self.recorder.save(log, result, on_saved=saved)
         self.result_title.setText(result.summary)
         self.result_title.setStyleSheet(f"color: {'#1a7f1a' if result.passed else '#b00000'}")
         self.result_table.setRowCount(len(result.metrics))
@@ -661,6 +759,7 @@ class IntubationWindow(QMainWindow):
             if n:
                 s.step(n)
                 self._debt -= n * s.dt
+            self.recorder.poll()  # the new inputs go to the attempt's journal
             if s.finished:  # the time limit ended it
                 self._show_result()
             else:
@@ -673,6 +772,7 @@ class IntubationWindow(QMainWindow):
         s = self.session
         if not s.finished:
             s.advance_time(seconds)
+            self.recorder.poll()
             if s.finished:
                 self._show_result()
             else:
@@ -680,11 +780,16 @@ class IntubationWindow(QMainWindow):
             self._render()
         self._update_hud()
 
-    def _render(self, external: bool = True) -> None:
-        self.scene.sync()
-        self.plotter.render()
-        if external:
-            self.external.render()
+    def _render(self, external: bool = True, force: bool = False) -> None:
+        """Redraw the views whose picture changed (the external one only when ``external``)."""
+        changed = self.scene.sync()
+        self._external_dirty = self._external_dirty or "external" in changed
+        if force or "laryngoscope" in changed:
+            _redraw(self.plotter)
+            self.frames_rendered += 1
+        if (external or force) and (self._external_dirty or force):
+            _redraw(self.external)
+            self._external_dirty = False
 
     def _external_due(self) -> bool:
         """The external view is redrawn at a third of the tick rate (it is the secondary view)."""
@@ -712,11 +817,10 @@ class IntubationWindow(QMainWindow):
         if not present or self.session.time - self._optional_read < OPTIONAL_READ_S:
             return
         self._optional_read = self.session.time
-        samples = self.session.log().samples
-        for k in present:
-            a = np.asarray(samples.get(k, []), float)
-            if a.size:
-                self._optional[k] = float(a.reshape(len(a), -1)[-1, 0])
+        for k in present:  # the last recorded value of each channel, without copying the log
+            v = self.session.latest(k)
+            if v is not None:
+                self._optional[k] = float(np.ravel(v)[0])
 
     def _update_hud(self) -> None:
         s = self.session
@@ -751,6 +855,7 @@ class IntubationWindow(QMainWindow):
 
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self.timer.stop()
+        self._abandon_attempt()
         if self.session is not None and not self.session.finished:
             self.session.world.close()
         self.plotter.close()
@@ -758,6 +863,15 @@ class IntubationWindow(QMainWindow):
         if self.debrief_panel is not None:
             self.debrief_panel.close()
         super().closeEvent(event)
+
+
+def _redraw(view: QtInteractor) -> None:
+    """Have a 3D view drawn once, at its next paint (right after the current tick).
+
+    ``QtInteractor.render()`` renders the scene and then schedules a paint,
+    whose ``paintGL`` renders it again before showing it: twice the work per frame.
+    """
+    view.update()
 
 
 def _set_style(widget: QWidget, sheet: str) -> None:

@@ -1,4 +1,10 @@
-"""Start the Qt application: load the scenario and case, open the main window."""
+"""Start the Qt application: load the scenario and case, open the main window.
+
+When the last window closes, the app waits (at most :data:`RECORDS_SHUTDOWN_TIMEOUT_S`) for the
+records thread to finish saving (a finished or abandoned attempt is written there) before it
+closes the database; an attempt still not written then stays in its journal and is stored the
+next time records open.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,9 @@ import time
 from pathlib import Path
 
 import psutil
+
+#: Longest wait (seconds) at exit for the records thread to finish writing attempts.
+RECORDS_SHUTDOWN_TIMEOUT_S = 30.0
 
 
 def _process_age() -> float:
@@ -32,6 +41,7 @@ def run_app(args) -> int:
     app.setApplicationName("surgsim")
     if getattr(args, "lab", False):
         return _run_lab(app, args)
+    imports_done = _process_age()
 
     try:
         scenario = load_scenario(_scenario_path(args.scenario))
@@ -59,6 +69,7 @@ def run_app(args) -> int:
 
     if window is None:
         window = MainWindow(scenario, case, trainee_id=args.trainee, records=None)
+    window_built = _process_age()
     window.show()
     window.plotter.render()
     app.processEvents()
@@ -77,7 +88,10 @@ def run_app(args) -> int:
 
     if args.report_startup:
         rss = psutil.Process().memory_info().rss
-        print(json.dumps({"first_frame_s": first_frame, "rss_bytes": rss}), flush=True)
+        report = {"first_frame_s": first_frame, "rss_bytes": rss, "imports_done_s": imports_done,
+                  "window_built_s": window_built}
+        report.update({f"window_{k}": v for k, v in getattr(window, "startup_times", {}).items()})
+        print(json.dumps(report), flush=True)
     if args.screenshot:
         def shoot() -> None:
             Path(args.screenshot).parent.mkdir(parents=True, exist_ok=True)
@@ -87,9 +101,27 @@ def run_app(args) -> int:
     if args.quit_after is not None:
         QTimer.singleShot(int(max(args.quit_after, 0.35) * 1000), window.close)
     code = app.exec()
-    if records is not None:
-        records.close()
+    _close_records(records)
     return int(code)
+
+
+def _close_records(records) -> bool:
+    """Close the database once the records thread is idle (bounded wait); False when it was left open.
+
+    Closing it under a running save would break that save; a save that outlasts the wait keeps its
+    attempt in the journal, stored the next time records open.
+    """
+    if records is None:
+        return True
+    from surgsim.gui.records_worker import wait_for_records_jobs
+
+    if not wait_for_records_jobs(int(RECORDS_SHUTDOWN_TIMEOUT_S * 1000)):
+        print(f"surgsim: warning: the lab database is still being written after "
+              f"{RECORDS_SHUTDOWN_TIMEOUT_S:.0f} s; the attempt stays in its journal and is stored "
+              "the next time surgsim opens the records", file=sys.stderr)
+        return False
+    records.close()
+    return True
 
 
 def _run_lab(app, args) -> int:
@@ -114,4 +146,4 @@ def _run_lab(app, args) -> int:
     try:
         return int(app.exec())
     finally:
-        records.close()
+        _close_records(records)

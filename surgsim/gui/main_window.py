@@ -8,11 +8,17 @@ moves the hand between guidewire and catheter (coaxial scenarios), C
 injects 5 ml of contrast, Q/E turn the C-arm 5 degrees RAO/LAO, R/F 5 degrees
 cranial/caudal, M toggles the roadmap, V shows or hides the 3D view; Return
 finishes the attempt; F5 starts a new one.
+
+Attempts are recorded off the GUI thread (:class:`AttemptRecorder`, shared with
+the intubation window): the inputs go to a durable journal while the attempt
+runs, and the finished attempt (its log compressed, its metrics) is stored by
+the records thread of :mod:`surgsim.gui.records_worker`.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QKeyEvent
@@ -48,6 +54,168 @@ KEYMAP = {
     Qt.Key.Key_Right: ("rotate", +1),
     Qt.Key.Key_D: ("rotate", +1),
 }
+
+
+#: Style of the records status label: saving, recorded, and a problem (not recorded yet, or lost).
+RECORD_STYLES = {"busy": "color: #555; font-style: italic;", "ok": "color: #1a7f1a;",
+                 "error": "color: #b00000; font-weight: bold;"}
+
+
+class AttemptRecorder(QObject):
+    """Journal a window's running attempt and store it off the GUI thread when it ends.
+
+    While an attempt runs, :meth:`poll` (called at every tick) copies its new
+    inputs and events into an :class:`~surgsim.records.journal.AttemptWriter`
+    journal in the data folder, created at the first input once the window has
+    a database; the journal is synced in batches, so an attempt survives a
+    crash of the station (the next records open stores it as interrupted).
+    :meth:`save` hands the finished attempt to the records thread
+    (:func:`surgsim.gui.records_worker.records_pool`): there the journal gets its
+    end record (the log, compressed, and the score) and then the attempt goes
+    to the database; the GUI thread waits for neither. When the database cannot
+    be written, the attempt stays in its journal (stored the next time records
+    open) and :attr:`label` says so in red.
+
+    Parameters
+    ----------
+    label : QLabel
+        The window's records status line (also the owner of the records jobs).
+    records : callable() -> Records or None
+        The window's database, read when needed (the app opens it after the first frame).
+    """
+
+    def __init__(self, label: QLabel, records: Callable[[], object]) -> None:
+        from surgsim.gui.records_worker import RecordsJobs
+
+        super().__init__(label)
+        self.label = label
+        self._records = records
+        self.jobs = RecordsJobs(label)
+        self.session = None
+        self.scenario = None
+        self.trainee_id = ""
+        self.writer = None
+        self.journal_error: str | None = None
+        self._inputs = self._events = 0
+        self._open = False
+
+    @property
+    def busy(self) -> bool:
+        """True while a save runs or waits on the records thread."""
+        return self.jobs.busy
+
+    @property
+    def journal_path(self):
+        """The running attempt's journal file (None before its first input or without a database)."""
+        return None if self.writer is None else self.writer.path
+
+    def start(self, session, scenario, trainee_id: str) -> None:
+        """A new attempt begins (a save still running for the previous one carries on)."""
+        if self.writer is not None:  # a journalled attempt left without a save: recovered as interrupted
+            self.writer.abort()
+        self.session, self.scenario, self.trainee_id = session, scenario, trainee_id
+        self.writer = None
+        self.journal_error = None
+        self._inputs = self._events = 0
+        self._open = True
+
+    def has_inputs(self) -> bool:
+        """True when the running attempt received any trainee input."""
+        return bool(self._open and self.session is not None and self.session.inputs)
+
+    def poll(self) -> None:
+        """Journal the running attempt's new inputs and events (synced in batches)."""
+        s = self.session
+        records = self._records()
+        if not self._open or s is None or records is None or self.journal_error is not None:
+            return
+        from surgsim.errors import RecordsError
+
+        try:
+            if self.writer is None:
+                if not s.inputs:
+                    return  # nothing to keep yet
+                from surgsim.records.journal import AttemptWriter
+
+                self.writer = AttemptWriter(records, self.trainee_id, self.scenario, seed=s.seed, dt=s.dt)
+            for event in s.inputs[self._inputs:]:
+                self.writer.add_input(event)
+            self._inputs = len(s.inputs)
+            for event in s.events[self._events:]:
+                self.writer.add_event(event)
+            self._events = len(s.events)
+        except (RecordsError, OSError) as exc:
+            self.journal_error = str(exc)
+            self._show(f"This attempt is not journalled ({exc}); it is stored only when it ends "
+                       "and the database can be written.", "error")
+
+    def save(self, log, result, status: str = "completed",
+             on_saved: Callable[[str], None] | None = None) -> bool:
+        """Store the ended attempt on the records thread; ``on_saved(attempt_id)`` runs in the GUI thread.
+
+        Returns False (nothing queued) when the window has no database, or when this attempt
+        was already saved.
+        """
+        if not self._open:
+            return False
+        self.poll()
+        records = self._records()
+        self._open = False
+        writer, self.writer = self.writer, None
+        if records is None:
+            return False
+        trainee_id, scenario, session = self.trainee_id, self.scenario, self.session
+        journal_ok = self.journal_error is None
+
+        def job() -> str:  # on the records thread: compress, journal, write
+            from surgsim.errors import RecordsError
+            from surgsim.records.journal import AttemptPendingError, AttemptWriter
+
+            w = writer
+            if w is None and journal_ok:
+                try:  # an attempt ended before its first poll: journal its end first all the same
+                    w = AttemptWriter(records, trainee_id, scenario, seed=session.seed, dt=session.dt)
+                except RecordsError:
+                    w = None
+            if w is None:
+                return records.add_attempt(trainee_id, scenario, log, result, mode=scenario.mode,
+                                           status=status)
+            try:
+                return w.finish(log, result, status=status)
+            except AttemptPendingError as exc:
+                raise RecordsError(
+                    f"The attempt could not be written to the lab database. It is kept on this station "
+                    f"(journal {exc.journal}) and is stored the next time surgsim opens the records. "
+                    f"Cause: {exc.__cause__ or exc}") from exc
+
+        def done(attempt_id: str) -> None:
+            text = "Attempt recorded." if status == "completed" else f"Previous attempt recorded ({status})."
+            self._show(text, "ok")
+            if on_saved is not None:
+                on_saved(attempt_id)
+
+        def failed(message: str) -> None:
+            if writer is None and not journal_ok:
+                message = f"{message} This attempt was not journalled either: it is lost."
+            self._show(f"Attempt not recorded yet. {message}", "error")
+
+        self._show("Saving the attempt to the lab database...", "busy")
+        self.jobs.run(job, done, "Saving the attempt...", on_error=failed)
+        return True
+
+    def _show(self, text: str, kind: str) -> None:
+        self.label.setText(text)
+        self.label.setStyleSheet(RECORD_STYLES[kind])
+        self.label.setVisible(bool(text))
+
+
+def records_status_label() -> QLabel:
+    """The records status line of a simulator window (hidden until an attempt is saved)."""
+    label = QLabel()
+    label.setObjectName("records_status")
+    label.setWordWrap(True)
+    label.hide()
+    return label
 
 
 class _KeyFilter(QObject):
@@ -90,7 +258,8 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"surgsim: {scenario.title}")
         self.resize(1400, 900)
 
-        self.plotter = QtInteractor(self)
+        # drawn by the tick when the scene moved (and by VTK on mouse interaction); no 5 Hz auto-render
+        self.plotter = QtInteractor(self, auto_update=False)
         self.fluoro_view = FluoroView()
         self.fluoro = None  # FluoroRenderer, built after the first frame
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -166,6 +335,9 @@ class MainWindow(QMainWindow):
         self.debrief_title.setWordWrap(True)
         self.debrief_title.setFont(QFont(title.font().family(), 11, QFont.Weight.Bold))
         layout.addWidget(self.debrief_title)
+        self.records_status = records_status_label()
+        layout.addWidget(self.records_status)
+        self.recorder = AttemptRecorder(self.records_status, lambda: self.records)
         self.debrief = QTableWidget(0, 4)
         self.debrief.setHorizontalHeaderLabels(["metric", "value", "unit", "sub-score"])
         self.debrief.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -310,8 +482,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ attempts
     def new_attempt(self) -> None:
-        """Start a fresh attempt on the same scenario and case."""
+        """Start a fresh attempt on the same scenario and case (an unfinished one is recorded as aborted)."""
+        self._abandon_attempt()
         self.session = Session(self.scenario, self.case)
+        self.recorder.start(self.session, self.scenario, self.trainee_id)
         self.controls = ControlMapper(self.session)  # the keyboard is one input device
         self._pedal = False
         self.last_result = None
@@ -335,16 +509,30 @@ class MainWindow(QMainWindow):
             self.session.apply("finish")
         self._show_result()
 
+    def _abandon_attempt(self) -> None:
+        """The trainee leaves a running attempt (new attempt, other scenario, window closed): one with
+        inputs is finished and recorded as ``aborted``, so no practice is lost; one without is dropped."""
+        s = self.session
+        if s is None or s.finished or not self.recorder.has_inputs():
+            return
+        s.apply("finish")
+        self.recorder.save(s.log(), s.score(), status="aborted")
+
+    def _record(self, log, result) -> None:
+        """Store the finished attempt on the records thread (``last_attempt_id`` is set when it is in)."""
+        session = self.session
+
+        def saved(attempt_id: str) -> None:
+            if self.session is session:
+                self.last_attempt_id = attempt_id
+
+        self.recorder.save(log, result, on_saved=saved)
+
     def _show_result(self) -> None:
         result = self.session.score()
         self.last_result = result
-        if self.records is not None and self.last_attempt_id is None:
-            try:
-                self.last_attempt_id = self.records.add_attempt(
-                    self.trainee_id, self.scenario, self.session.log(), result, mode=self.scenario.mode
-                )
-            except Exception as exc:  # shown to the user; the debrief still appears
-                self.statusBar().showMessage(f"attempt not recorded: {exc}")
+        log = self.session.log()
+        self._record(log, result)  # once per attempt: the recorder ignores a second save
         self.debrief_title.setText(result.summary)
         self.debrief.setRowCount(len(result.metrics))
         for row, m in enumerate(result.metrics):
@@ -357,7 +545,7 @@ class MainWindow(QMainWindow):
 
             self.debrief_panel = DebriefPanel()
             self.debrief_dock.setWidget(self.debrief_panel)
-        self.debrief_panel.show_result(result, self.session.log(), self.scenario, self.case)
+        self.debrief_panel.show_result(result, log, self.scenario, self.case)
         self.debrief_dock.show()
         self.attempt_finished.emit(result)
 
@@ -442,9 +630,11 @@ class MainWindow(QMainWindow):
             return
         if not s.finished:
             s.advance_time(elapsed)
+            self.recorder.poll()
             if self.plotter.interactor.isVisible():
                 self.scene.sync()
-                self.plotter.render()
+                # drawn once at the next paint: QtInteractor.render() would render now and again in the paint
+                self.plotter.update()
             self._render_fluoro()
             if s.finished and self.last_result is None:
                 self._show_result()
@@ -472,5 +662,6 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self.timer.stop()
+        self._abandon_attempt()
         self.plotter.close()
         super().closeEvent(event)

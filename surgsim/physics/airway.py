@@ -32,6 +32,9 @@ the spring-mounted proxies.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -71,6 +74,42 @@ BLADE_ENTRY_GAP_FRACTION = 0.3
 ANATOMY_GROUP = 1  # teeth, tongue, epiglottis: what hides the glottis
 INSTRUMENT_GROUP = 2
 WALL_GROUP = 4  # the static wall: compliant soft tissue the proxies stand for; not an occluder
+
+
+@contextlib.contextmanager
+def _quiet_stdio():
+    """Send file descriptors 1 and 2 to /dev/null for the block (pybullet's C code prints its build
+    banner at import and ``argv[0]=`` at connect); Python's and C's buffers are flushed on both sides,
+    and the descriptors are restored even when the block raises."""
+    import ctypes
+
+    libc = ctypes.CDLL(None)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    libc.fflush(None)
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        libc.fflush(None)  # C's buffered stdout (a pipe) would otherwise reach the restored descriptor
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
+def _connect_direct():
+    """(pybullet module, a new DIRECT BulletClient), quietly (:func:`_quiet_stdio`)."""
+    with _quiet_stdio():
+        import pybullet as p
+        from pybullet_utils import bullet_client
+
+        client = bullet_client.BulletClient(connection_mode=p.DIRECT)
+    return p, client
 
 
 def quat_from_matrix(m: np.ndarray) -> np.ndarray:
@@ -160,11 +199,8 @@ class AirwayWorld:
     def __init__(self, design, blade, tube, dt: float, blade_pose, tube_pose,
                  hand_force_n: float = 80.0, tube_force_n: float = 25.0,
                  wall_triangles: int = 12000, hand_torque_nm: float = 6.0):
-        import pybullet as p
-        from pybullet_utils import bullet_client
-
+        p, self.c = _connect_direct()
         self.p = p
-        self.c = bullet_client.BulletClient(connection_mode=p.DIRECT)
         self.dt = float(dt)
         c = self.c
         c.resetSimulation()

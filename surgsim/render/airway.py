@@ -16,12 +16,32 @@ pyvistaqt's ``QtInteractor`` in the GUI):
 * ``"external"``: a sagittal cut-away seen from the patient's right, the
   patient's left half kept (with a solid cut face), so the trainee sees blade,
   tongue, epiglottis and tube inside the airway.
+
+The static anatomy is cached twice: in memory, and on disk in the data
+folder's cache (``<data folder>/cache/airway-render/<key>/``, one VTP file per
+mesh), keyed by the phantom generator (its version and source), the surface
+pipeline, this module, the design's parameters, head extension, voxel size and
+triangle budgets, so a second start of the app reads it in a tenth of a second
+instead of building it (label map, surface extraction, cut) again.
+
+The laryngoscope view draws its own copy of the tissue (:attr:`AirwayAnatomy.view_tissue`):
+only what lies in a cone around the operator's line of sight (the face around
+the mouth, the oral cavity, pharynx, larynx and upper trachea), decimated to
+:data:`VIEW_TRIANGLES`: a software OpenGL pays for every triangle sent, seen or
+not.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass, replace
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -53,11 +73,28 @@ BACKGROUND = (0.06, 0.06, 0.08)
 EYE_DISTANCE_M = 0.30
 #: The line of sight crosses the mouth this fraction of the way from its centre to the upper incisors.
 EYE_SIGHT_FRACTION = 0.5
+#: Size (pixels) of the laryngoscope view in the intubation window at its default size (the view keeps
+#: this 4:3 shape at any window size); ``surgsim bench intubation`` renders at this size.
+LARYNGOSCOPE_VIEW_SIZE = (640, 480)
 #: Vertical view angle of the direct (eye) and video views, degrees.
 EYE_VIEW_ANGLE = 24.0
 VIDEO_VIEW_ANGLE = 60.0
 #: Tube depth marks drawn (metres from the tip).
 DEPTH_MARKS_M = tuple(np.round(np.arange(0.14, 0.285, 0.01), 3))
+#: Sides of the tube, cuff and depth-mark meshes (smooth shading hides the facets).
+TUBE_SIDES = 16
+
+#: Triangle budget of the laryngoscope view's tissue (:attr:`AirwayAnatomy.view_tissue`).
+VIEW_TRIANGLES = 14000
+#: Half angle (degrees) of the cone around the operator's line of sight whose tissue the laryngoscope
+#: view keeps: the direct view spans 12 degrees (half) on its narrower side, 20 on the diagonal of a 4:3
+#: view; the margin covers wider windows and the video camera moving with the blade inside the mouth.
+VIEW_CONE_DEG = 32.0
+#: How far (metres) beyond the glottis the laryngoscope view's tissue goes along the line of sight.
+VIEW_BEYOND_GLOTTIS_M = 0.12
+#: Bump when :func:`build_anatomy`'s output changes for the same inputs (the disk cache key also holds
+#: the sources of this module, of the phantom generator and of the surface pipeline).
+ANATOMY_CACHE_VERSION = 1
 
 _AIR_LABELS = ("oral_cavity", "pharynx", "larynx", "glottis", "trachea", "right_main_bronchus",
                "left_main_bronchus", "vallecula")
@@ -80,16 +117,28 @@ def _transformed(mesh: pv.PolyData, position_m: np.ndarray, rotation: np.ndarray
     return out
 
 
+def _outward(mesh: pv.PolyData) -> pv.PolyData:
+    """The closed triangle mesh wound outward (what back-face culling needs), normals pointing out."""
+    tris = np.asarray(mesh.faces).reshape(-1, 4)
+    pts = np.asarray(mesh.points, float)
+    a, b, c = (pts[tris[:, i]] - pts.mean(axis=0) for i in (1, 2, 3))
+    if np.einsum("ij,ij->i", a, np.cross(b, c)).sum() >= 0.0:
+        return mesh
+    out = pv.PolyData(pts, tris[:, [0, 1, 3, 2]].ravel())  # negative signed volume: it was wound inward
+    return out.compute_normals(cell_normals=False, split_vertices=False, consistent_normals=False,
+                               auto_orient_normals=False)
+
+
 def _ellipsoid(radii: np.ndarray, resolution: int = 28) -> pv.PolyData:
-    """Ellipsoid centred on the origin, radii (3,) metres, along the local axes."""
-    return pv.ParametricEllipsoid(*[float(r) for r in radii], u_res=resolution, v_res=resolution,
-                                  w_res=resolution).triangulate().clean()
+    """Ellipsoid centred on the origin, radii (3,) metres, along the local axes, wound outward."""
+    return _outward(pv.ParametricEllipsoid(*[float(r) for r in radii], u_res=resolution, v_res=resolution,
+                                           w_res=resolution).triangulate().clean())
 
 
 def _rounded_box(half: np.ndarray, roundness: float = 0.25) -> pv.PolyData:
-    """A box with rounded edges (superellipsoid), half extents (3,) metres."""
-    return pv.ParametricSuperEllipsoid(*[float(h) for h in half], n1=roundness, n2=roundness,
-                                       u_res=16, v_res=16, w_res=16).triangulate().clean()
+    """A box with rounded edges (superellipsoid), half extents (3,) metres, wound outward."""
+    return _outward(pv.ParametricSuperEllipsoid(*[float(h) for h in half], n1=roundness, n2=roundness,
+                                                u_res=16, v_res=16, w_res=16).triangulate().clean())
 
 
 def operator_eye(geometry, distance_m: float = EYE_DISTANCE_M, sight_fraction: float = EYE_SIGHT_FRACTION,
@@ -154,6 +203,12 @@ class AirwayAnatomy:
     cords : pyvista.PolyData
         Vocal cords: the laryngeal disk minus the glottic opening.
     arytenoids : pyvista.PolyData or None
+    view_tissue : pyvista.PolyData or None
+        What the laryngoscope view draws of ``tissue``: the part in a cone of
+        :data:`VIEW_CONE_DEG` around the operator's line of sight (eye to
+        glottis, up to :data:`VIEW_BEYOND_GLOTTIS_M` past the glottis),
+        decimated to :data:`VIEW_TRIANGLES`; point data ``"rgb"`` and
+        ``"Normals"``. None: the view draws ``tissue``.
     """
 
     tissue: pv.PolyData
@@ -161,6 +216,7 @@ class AirwayAnatomy:
     teeth: pv.PolyData
     cords: pv.PolyData
     arytenoids: pv.PolyData | None
+    view_tissue: pv.PolyData | None = None
 
 
 _ANATOMY_CACHE: dict = {}
@@ -239,28 +295,73 @@ def _cords_mesh(design) -> pv.PolyData:
     return pv.PolyData(pts, faces=np.array(faces)).triangulate()
 
 
-def build_anatomy(design, spacing_m: float = 2.5e-3, triangles: int = 40000) -> AirwayAnatomy:
-    """Build (once per design, then cached) the static anatomy meshes.
+def laryngoscope_tissue(tissue: pv.PolyData, eye: np.ndarray, glottis: np.ndarray,
+                        triangles: int = VIEW_TRIANGLES, cone_deg: float = VIEW_CONE_DEG,
+                        beyond_m: float = VIEW_BEYOND_GLOTTIS_M) -> pv.PolyData:
+    """The tissue the laryngoscope view draws: culled to a cone around the line of sight, decimated.
 
     Parameters
     ----------
-    design : AirwayDesign
-        From :func:`surgsim.cases.airway_phantom.design`.
-    spacing_m : float
-        Voxel size of the label map the surfaces are extracted from, metres.
+    tissue : pyvista.PolyData
+        Triangles, metres, point data ``"rgb"`` (n, 3) uint8 (:attr:`AirwayAnatomy.tissue`).
+    eye, glottis : (3,) float, metres
+        The operator's eye (:func:`operator_eye`) and the glottis centre: the cone's apex and axis.
     triangles : int
-        Triangle budget of the tissue surface.
+        Triangle budget after culling (quadric decimation, fast-simplification).
+    cone_deg : float
+        Half angle of the cone, degrees.
+    beyond_m : float
+        How far past the glottis (along the line of sight) the tissue is kept, metres.
 
-    The label map is the bundled variant's (``design.params.name``) at the
-    design's head extension; a design with edited parameters gets that
-    variant's skin.
+    Returns
+    -------
+    pyvista.PolyData
+        Triangles in the same orientation as ``tissue`` (outward: into the air),
+        point data ``"rgb"`` (the nearest original vertex's colour) and ``"Normals"``.
     """
+    import fast_simplification
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(tissue.points, float)
+    tris = np.asarray(tissue.faces).reshape(-1, 4)[:, 1:]
+    eye, glottis = np.asarray(eye, float), np.asarray(glottis, float)
+    axis = (glottis - eye) / np.linalg.norm(glottis - eye)
+    rel = pts - eye
+    along = rel @ axis
+    radial = np.linalg.norm(rel - np.outer(along, axis), axis=1)
+    inside = ((along > 0.0) & (radial <= along * np.tan(np.radians(cone_deg)))
+              & (along <= np.linalg.norm(glottis - eye) + beyond_m))
+    kept = tris[inside[tris].any(axis=1)]  # a triangle with one vertex inside is drawn whole
+    if not len(kept):
+        raise ValueError("laryngoscope_tissue: no tissue in the view cone; check the eye and glottis")
+    used, inverse = np.unique(kept, return_inverse=True)
+    p, t = pts[used], inverse.reshape(-1, 3)
+    if triangles and len(t) > triangles:
+        p, t = fast_simplification.simplify(p.astype(np.float32), t.astype(np.int32),
+                                            target_count=int(triangles))
+        p = np.asarray(p, float)
+    faces = np.hstack([np.full((len(t), 1), 3, dtype=np.int64), np.asarray(t, np.int64)]).ravel()
+    out = pv.PolyData(p, faces).compute_normals(cell_normals=False, split_vertices=False,
+                                                consistent_normals=False, auto_orient_normals=False)
+    _, nearest = cKDTree(pts).query(np.asarray(out.points))
+    out.point_data["rgb"] = np.asarray(tissue.point_data["rgb"])[nearest]
+    return out
+
+
+def _line_of_sight(design) -> tuple[np.ndarray, np.ndarray]:
+    """The operator's eye and the glottis (each (3,) metres) of a design, as the laryngoscope camera sees."""
+    from surgsim.cases.airway_phantom import truth_of
+
+    L = truth_of(design).landmarks
+    g = SimpleNamespace(mouth=L["mouth_centre"], upper_incisor=L["upper_incisor"],
+                        glottis=L["glottis_centre"])
+    return operator_eye(g), np.asarray(g.glottis, float)
+
+
+def _build_anatomy(design, spacing_m: float, triangles: int, view_triangles: int) -> AirwayAnatomy:
     from surgsim.anatomy.surface import surface_from_mask
     from surgsim.cases.airway_phantom import LABEL_IDS, make_airway_phantom
 
-    key = (design.params, round(float(design.extension), 6), round(spacing_m, 6), triangles)
-    if key in _ANATOMY_CACHE:
-        return _ANATOMY_CACHE[key]
     volume, labels, _ = make_airway_phantom(design.params.name, spacing=(spacing_m,) * 3,
                                             extension=float(design.extension))
     wfv = np.asarray(volume.world_from_voxel, float)
@@ -294,9 +395,135 @@ def build_anatomy(design, spacing_m: float = 2.5e-3, triangles: int = 40000) -> 
         parts = [_transformed(_ellipsoid(np.asarray(e.radii) / 1000.0, 16), np.asarray(e.centre) / 1000.0, e.rot)
                  for e in design.arytenoids]
         arytenoids = pv.merge(parts)
-    out = AirwayAnatomy(tissue=tissue, section=section, teeth=pv.merge(teeth), cords=_cords_mesh(design),
-                        arytenoids=arytenoids)
+    eye, glottis = _line_of_sight(design)
+    view = laryngoscope_tissue(tissue, eye, glottis, view_triangles)
+    return AirwayAnatomy(tissue=tissue, section=section, teeth=pv.merge(teeth), cords=_cords_mesh(design),
+                         arytenoids=arytenoids, view_tissue=view)
+
+
+# ---------------------------------------------------------------------- anatomy disk cache
+
+_MESH_FILES = ("tissue", "section", "teeth", "cords", "arytenoids", "view_tissue")
+
+
+def _source_digest(module) -> str:
+    try:
+        return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+    except (OSError, TypeError):
+        return "unknown"
+
+
+def anatomy_cache_key(design, spacing_m: float = 2.5e-3, triangles: int = 40000,
+                      view_triangles: int = VIEW_TRIANGLES) -> str:
+    """Disk cache key of :func:`build_anatomy`'s output (a JSON string).
+
+    It holds what the meshes depend on: the phantom generator (its
+    ``GENERATOR_VERSION`` and the SHA-256 of its source, so an edited generator
+    rebuilds even without a version bump), the surface pipeline's and this
+    module's sources, :data:`ANATOMY_CACHE_VERSION`, the design's parameters
+    and head extension, the voxel size and the triangle budgets.
+    """
+    import sys
+
+    from surgsim.anatomy import surface
+    from surgsim.cases import airway_phantom
+
+    return json.dumps({
+        "anatomy_cache_version": ANATOMY_CACHE_VERSION,
+        "generator_version": airway_phantom.GENERATOR_VERSION,
+        "generator_sha256": _source_digest(airway_phantom),
+        "surface_sha256": _source_digest(surface),
+        "render_sha256": _source_digest(sys.modules[__name__]),
+        "params": asdict(design.params),
+        "extension": round(float(design.extension), 9),
+        "spacing_m": round(float(spacing_m), 9),
+        "triangles": int(triangles),
+        "view_triangles": int(view_triangles),
+    }, sort_keys=True, default=str)
+
+
+def anatomy_cache_folder(key: str) -> Path:
+    """Folder of the anatomy cached under ``key`` (:func:`anatomy_cache_key`; may not exist yet)."""
+    from surgsim.paths import cache_dir
+
+    return cache_dir() / "airway-render" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _save_anatomy(anatomy: AirwayAnatomy, folder: Path, key: str) -> None:
+    for name in _MESH_FILES:
+        mesh = getattr(anatomy, name)
+        if mesh is not None:
+            mesh.save(folder / f"{name}.vtp", binary=True)
+    (folder / "key.json").write_text(key, encoding="utf-8")
+
+
+def _load_anatomy(folder: Path, key: str) -> AirwayAnatomy:
+    if (folder / "key.json").read_text(encoding="utf-8") != key:
+        raise ValueError(f"{folder}: another anatomy under the same digest")
+    meshes = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a reader's complaint means a damaged file
+        for name in _MESH_FILES:
+            path = folder / f"{name}.vtp"
+            meshes[name] = pv.read(path) if path.is_file() else None
+    for name in ("tissue", "section", "teeth", "cords"):
+        if meshes[name] is None or not meshes[name].n_cells:
+            raise ValueError(f"{folder}: {name}.vtp is missing or empty")
+    for name in ("tissue", "section", "view_tissue"):
+        if meshes[name] is not None and "rgb" not in meshes[name].point_data:
+            raise ValueError(f"{folder}: {name}.vtp has no rgb colours")
+    return AirwayAnatomy(**meshes)
+
+
+def build_anatomy(design, spacing_m: float = 2.5e-3, triangles: int = 40000,
+                  view_triangles: int = VIEW_TRIANGLES, cache: bool = True) -> AirwayAnatomy:
+    """Build (once per design, then cached in memory and on disk) the static anatomy meshes.
+
+    Parameters
+    ----------
+    design : AirwayDesign
+        From :func:`surgsim.cases.airway_phantom.design`.
+    spacing_m : float
+        Voxel size of the label map the surfaces are extracted from, metres.
+    triangles : int
+        Triangle budget of the tissue surface.
+    view_triangles : int
+        Triangle budget of the laryngoscope view's tissue (:func:`laryngoscope_tissue`).
+    cache : bool
+        Read and write the disk cache (:func:`anatomy_cache_folder`); False
+        builds the meshes (the memory cache is still used).
+
+    The label map is the bundled variant's (``design.params.name``) at the
+    design's head extension; a design with edited parameters gets that
+    variant's skin. A cache entry is written to a temporary folder and renamed
+    into place (an interrupted write never leaves a half entry); an unreadable
+    entry is rebuilt; an unwritable cache folder only costs the rebuild next time.
+    """
+    key = anatomy_cache_key(design, spacing_m, triangles, view_triangles)
+    if key in _ANATOMY_CACHE:
+        return _ANATOMY_CACHE[key]
+    folder = anatomy_cache_folder(key) if cache else None
+    if folder is not None and (folder / "key.json").is_file():
+        try:
+            out = _load_anatomy(folder, key)
+            _ANATOMY_CACHE[key] = out
+            return out
+        except (OSError, ValueError, KeyError, Warning):
+            shutil.rmtree(folder, ignore_errors=True)  # damaged or stale: rebuild it
+    out = _build_anatomy(design, spacing_m, triangles, view_triangles)
     _ANATOMY_CACHE[key] = out
+    if folder is not None:
+        tmp = None
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+            _save_anatomy(out, tmp, key)
+            tmp.rename(folder)
+        except OSError:
+            pass  # read-only data folder, or another process won the race: keep the built meshes
+        finally:
+            if tmp is not None and tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -341,28 +568,31 @@ def tube_meshes(spec, cuff_inflation_m: float = 0.004) -> dict[str, pv.PolyData]
     pts, marks = spec.centerline(0.005)
     r = 0.5 * float(spec.outer_diameter_m)
     line = pv.lines_from_points(pts)
-    out = {"tube": line.tube(radius=r, n_sides=20, capping=True).triangulate()}
+    out = {"tube": line.tube(radius=r, n_sides=TUBE_SIDES, capping=True).triangulate()}
     rings = []
     for d in DEPTH_MARKS_M:
         if d >= marks[-1]:
             continue
         p = np.array([np.interp(d, marks, pts[:, a]) for a in range(3)])
         q = np.array([np.interp(d + 0.0008, marks, pts[:, a]) for a in range(3)])
-        rings.append(pv.lines_from_points(np.array([p, q])).tube(radius=r * 1.04, n_sides=20, capping=True))
+        # open bands: their ends would only hide inside the tube
+        rings.append(pv.lines_from_points(np.array([p, q])).tube(radius=r * 1.04, n_sides=TUBE_SIDES,
+                                                                 capping=False))
     if rings:
         out["marks"] = pv.merge(rings).triangulate()
     c0, c1 = spec.cuff_from_tip_m
     if c1 > c0:
         sel = (marks >= c0) & (marks <= c1)
         cl = pts[sel]
-        out["cuff_deflated"] = pv.lines_from_points(cl).tube(radius=r + 0.0006, n_sides=20,
+        out["cuff_deflated"] = pv.lines_from_points(cl).tube(radius=r + 0.0006, n_sides=TUBE_SIDES,
                                                             capping=True).triangulate()
         # inflated: a spindle, widest in the middle of the cuff
         u = np.linspace(0.0, 1.0, len(cl))
         radius = r + 0.0006 + cuff_inflation_m * np.sin(np.pi * u) ** 0.6
         spindle = pv.lines_from_points(cl)
         spindle.point_data["r"] = radius
-        out["cuff_inflated"] = spindle.tube(scalars="r", absolute=True, n_sides=20, capping=True).triangulate()
+        out["cuff_inflated"] = spindle.tube(scalars="r", absolute=True, n_sides=TUBE_SIDES,
+                                                 capping=True).triangulate()
     return out
 
 
@@ -396,23 +626,29 @@ class AirwayScene:
         self.session = session
         self.anatomy = anatomy if anatomy is not None else build_anatomy(session.design)
         self.views: dict[str, _View] = {}
-        self._blade, self._handle = blade_mesh(session.blade_spec)
-        self._tube = tube_meshes(session.tube_spec)
+        self._blade, self._handle = (_outward(m) for m in blade_mesh(session.blade_spec))
+        self._tube = {k: m if k == "marks" else _outward(m)  # the marks are open bands
+                      for k, m in tube_meshes(session.tube_spec).items()}
         d = session.design
         self._tongue = _ellipsoid(np.asarray(d.tongue.radii) / 1000.0, 36)
         self._epiglottis = _ellipsoid(np.asarray(d.epiglottis.half) / 1000.0 * np.array([1.0, 1.3, 1.0]), 24)
         self.poses: dict[str, np.ndarray] = {}
         self._tube_hidden = False
+        self._shown: dict[str, tuple] = {}  # per view: the state its actors were last set to
         self._read_poses()
 
     def set_session(self, session) -> None:
-        """Show another session of the same design and devices (a new attempt)."""
+        """Show another session of the same design and devices (a new attempt).
+
+        The next :meth:`sync` reports every view as changed (render them then).
+        """
         if (session.design.params != self.session.design.params or session.blade_spec != self.session.blade_spec
                 or session.tube_spec != self.session.tube_spec):
             raise ValueError("set_session: another design or other devices need a new AirwayScene")
         self.session = session
         self.poses = {}
-        self.sync()
+        self._shown.clear()
+        self._read_poses()
 
     # ------------------------------------------------------------------ building
     def add_view(self, plotter, kind: str = "laryngoscope", multisamples: int | None = 0) -> None:
@@ -428,11 +664,12 @@ class AirwayScene:
             plotter.ren_win.SetMultiSamples(int(multisamples))
         view = _View(kind, plotter.renderer)
         self.views[kind] = view
+        self._shown.pop(kind, None)
         plotter.set_background(BACKGROUND)
         a = self.anatomy
         external = kind == "external"
         smooth = {"smooth_shading": True, "show_scalar_bar": False}
-        tissue = a.section if external else a.tissue
+        tissue = a.section if external else (a.view_tissue if a.view_tissue is not None else a.tissue)
         # closed surfaces seen from outside: culling their back faces saves a quarter of the frame time
         plotter.add_mesh(tissue, scalars="rgb", rgb=True, **smooth, name=f"{kind}-tissue",
                          specular=0.0 if external else 0.35, specular_power=20, culling="back")
@@ -469,18 +706,24 @@ class AirwayScene:
         self.sync()
 
     def set_visible(self, body: str, visible: bool) -> None:
-        """Show or hide a moving body's actors in every view (``blade``, ``tube``, ``tongue``, ``epiglottis``)."""
+        """Show or hide a moving body's actors in every view (``blade``, ``tube``, ``tongue``,
+        ``epiglottis``).
+
+        The next :meth:`sync` reports every view as changed (render them then).
+        """
         for view in self.views.values():
             for actor, name in view.moving:
                 if name == body:
                     actor.SetVisibility(bool(visible))
         if body == "tube":
             self._tube_hidden = not visible
-        self.sync()
+        self._shown.clear()  # every view shows something else now
 
     def _add_moving(self, plotter, mesh, color, name, clip, specular=0.2, smooth=True, opacity=1.0):
+        # every moving mesh is closed and wound outward: its back faces are never seen, unless a
+        # clipping plane opens it (the external view's cut-away)
         actor = plotter.add_mesh(mesh, color=color, name=name, smooth_shading=smooth, specular=specular,
-                                 opacity=opacity)
+                                 opacity=opacity, culling="back" if clip is None else None)
         if clip is not None:
             actor.mapper.AddClippingPlane(clip)
         return actor
@@ -513,11 +756,38 @@ class AirwayScene:
         centre = 0.5 * (np.asarray(g.mouth) + np.asarray(g.glottis)) + np.array([0.0, -0.02, 0.0])
         return tuple(centre + np.array([-0.5, 0.0, 0.0])), tuple(centre), (0.0, -1.0, 0.0)
 
-    def sync(self) -> None:
-        """Copy the session's body poses and cuff state into every view; place the cameras."""
+    #: Pose change (metres, or radians for the rotation entries) below which a view is not redrawn.
+    STILL = 1e-6
+
+    def _state(self, view: _View, inflated: bool) -> tuple:
+        return (tuple(view.renderer.GetSize()), inflated, self._tube_hidden,
+                *(self.poses[b] for b in ("blade", "tube", "tongue", "epiglottis")))
+
+    def _same(self, a: tuple | None, b: tuple) -> bool:
+        if a is None or a[:3] != b[:3]:
+            return False
+        return all(float(np.abs(p - q).max()) <= self.STILL for p, q in zip(a[3:], b[3:], strict=True))
+
+    def sync(self) -> set[str]:
+        """Copy the session's body poses and cuff state into every view; place the cameras.
+
+        Returns
+        -------
+        set of str
+            The views whose picture changed since the last ``sync`` (a body moved
+            by more than :attr:`STILL`, the cuff or a body's visibility changed,
+            the view was resized, or it is new): only those need a render.
+            Views whose state did not change keep their actors untouched.
+        """
         self._read_poses()
         inflated = self.session.commands.get("cuff", 0.0) >= 0.5
-        for view in self.views.values():
+        changed = set()
+        for kind, view in self.views.items():
+            state = self._state(view, inflated)
+            if self._same(self._shown.get(kind), state):
+                continue
+            self._shown[kind] = state
+            changed.add(kind)
             for actor, body in view.moving:
                 actor.user_matrix = self.poses[body]
             if view.cuff and not self._tube_hidden:
@@ -539,6 +809,7 @@ class AirwayScene:
                 cam.view_angle = 30.0
                 view.renderer.reset_camera_clipping_range()
                 view.placed = True  # the trainee may turn the external view with the mouse
+        return changed
 
 
 def _midsagittal_plane():

@@ -1,8 +1,9 @@
 """The orotracheal intubation session: airway phantom + pybullet blade and tube + oxygen model.
 
-Mirrors :class:`surgsim.session.session.Session` (``apply`` / ``step`` /
-``advance_time`` / ``finished`` / ``log`` / ``score``) so that
-:func:`surgsim.session.session.play` drives it unchanged. A session is a pure
+Shares the endovascular :class:`surgsim.session.session.Session`'s loop
+(:class:`surgsim.session.loop.SteppedSession`: ``apply`` / ``step`` /
+``advance_time`` / ``finished`` / ``log`` / ``score``), so that
+:func:`surgsim.session.loop.play` drives it unchanged. A session is a pure
 function of (scenario, variant, seed, input log): inputs are keyed by physics
 step, pybullet runs in its own deterministic DIRECT client, and the oxygen
 model advances by a fixed interval at every record, so :func:`replay`
@@ -30,6 +31,7 @@ import numpy as np
 
 from surgsim.errors import ScenarioError
 from surgsim.scoring.log import Event, InputEvent, SessionLog
+from surgsim.session.loop import SteppedSession
 
 #: Physics step, seconds (pybullet at 250 Hz).
 DT = 0.004
@@ -225,8 +227,8 @@ class AirwayGeometry:
         return axial, lever
 
 
-class IntubationSession:
-    """One attempt at an intubation scenario.
+class IntubationSession(SteppedSession):
+    """One attempt at an intubation scenario (the loop: :class:`surgsim.session.loop.SteppedSession`).
 
     Parameters
     ----------
@@ -286,11 +288,6 @@ class IntubationSession:
         self._record()
 
     # ------------------------------------------------------------------ inputs
-    @property
-    def time(self) -> float:
-        """Seconds since the start."""
-        return self.step_index * self.dt
-
     def apply(self, action: str, value: float = 0.0) -> None:
         """Apply an input now (before the next physics step) and log it.
 
@@ -299,13 +296,9 @@ class IntubationSession:
         ValueError
             For an unknown action.
         """
-        if self.finished:
+        value = self._take_input(action, value, ACTIONS, "intubation action")
+        if value is None:
             return
-        if action not in ACTIONS:
-            raise ValueError(f"unknown intubation action {action!r}; known: {', '.join(ACTIONS)}")
-        _, lo, hi = ACTIONS[action]
-        value = float(np.clip(value, lo, hi))
-        self.inputs.append(InputEvent(self.step_index, action, value))
         if action == "finish":
             self._finish("trainee")
         else:
@@ -317,31 +310,22 @@ class IntubationSession:
         return (np.array([c[f"{dev}_vx"], c[f"{dev}_vy"], c[f"{dev}_vz"]]),
                 np.array([c[f"{dev}_wx"], c[f"{dev}_wy"], c[f"{dev}_wz"]]))
 
-    def step(self, n_steps: int = 1) -> None:
-        """Run ``n_steps`` physics steps (recording and detecting on the way)."""
-        limit_steps = int(round(self.scenario.time_limit_s / self.dt))
+    # SteppedSession hooks: the hands move at every physics step; physiology and detection
+    # run at every record
+    record_every = RECORD_EVERY
+
+    def _advance_physics(self, n_steps: int) -> None:
         w = self.world
-        while n_steps > 0 and not self.finished:
-            if self.step_index >= limit_steps:
-                self._finish("time_limit")
-                break
-            bv, bw = self._hand_velocities("blade")
-            tv, tw = self._hand_velocities("tube")
+        bv, bw = self._hand_velocities("blade")
+        tv, tw = self._hand_velocities("tube")
+        for _ in range(n_steps):
             w.move_hand(w.blade_hand, bv, bw, self.dt)
             w.move_hand(w.tube_hand, tv, tw, self.dt)
             w.step()
-            self.step_index += 1
-            n_steps -= 1
-            if self.step_index % RECORD_EVERY == 0:
-                self._physiology(RECORD_EVERY * self.dt)
-                self._record()
 
-    def advance_time(self, seconds: float) -> int:
-        """Run as many steps as fit in ``seconds`` of simulated time; returns the count."""
-        n = int(seconds / self.dt)
-        before = self.step_index
-        self.step(n)
-        return self.step_index - before
+    def _on_record(self) -> None:
+        self._physiology(RECORD_EVERY * self.dt)
+        self._record()
 
     # ------------------------------------------------------------------ state
     def blade_tip(self) -> np.ndarray:
@@ -484,6 +468,26 @@ class IntubationSession:
         self.world.close()
 
     # ------------------------------------------------------------------ results
+    def latest(self, channel: str):
+        """The last recorded value of a sample channel (one of :data:`SAMPLE_KEYS`), in O(1).
+
+        Returns a float or int for a scalar channel, a copy (3,) float for a vector one
+        (``tip``, ``blade_tip``, ``tube_tip``, metres), or None before the first record.
+        Cheap enough to call every frame, unlike :meth:`log`, which copies every channel.
+
+        Raises
+        ------
+        KeyError
+            For a channel the session does not record.
+        """
+        if channel not in self._samples:
+            raise KeyError(f"unknown intubation sample channel {channel!r}; known: {', '.join(SAMPLE_KEYS)}")
+        values = self._samples[channel]
+        if not values:
+            return None
+        v = values[-1]
+        return np.array(v, float) if isinstance(v, np.ndarray) else v
+
     def log(self) -> SessionLog:
         """The session log so far (a copy)."""
         s = self._samples
@@ -508,16 +512,10 @@ class IntubationSession:
             reference_path_length=self.reference_path_length,
         )
 
-    def score(self):
-        """Score the attempt so far with the scenario's rubric."""
-        from surgsim.scoring.rubric import score
-
-        return score(self.log(), self.scenario)
-
 
 def replay(scenario, log: SessionLog, variant: str | None = None) -> IntubationSession:
     """Re-run a recorded log's inputs; the result's log equals the original's."""
-    from surgsim.session.session import play
+    from surgsim.session.loop import play
 
     return play(IntubationSession(scenario, seed=log.seed, variant=variant), log.inputs)
 
@@ -558,6 +556,12 @@ SCRIPT_INTERVAL_S = 0.04
 LIFT_M = 0.02
 #: How far the scripted novice rocks the blade back on the upper incisors, radians.
 LEVER_RAD = 0.3
+#: How far the scripted novice pushes the tube into the oesophagus before seeing that it is not between
+#: the cords, metres (a hesitant push: less to undo when it is withdrawn).
+NOVICE_OESOPHAGUS_DEPTH_M = 0.012
+#: A tube slipping into the oesophagus passes this far behind (posterior to) the midpoint of the
+#: laryngeal inlet and the oesophageal entrance (behind the aryepiglottic folds), metres.
+OESOPHAGEAL_BEHIND_FOLDS_M = 0.006
 
 
 _SDF_CACHE: dict = {}
@@ -787,8 +791,11 @@ class _Script:
         return out
 
     # ---------------------------------------------------------------- tube
-    def tube_path(self, placement: str) -> tuple[np.ndarray, list]:
-        """Tip path (n, 3) m from the tube's start and the planned orientations (n - 1 rotations)."""
+    def tube_path(self, placement: str, oesophagus_depth_m: float = 0.025) -> tuple[np.ndarray, list]:
+        """Tip path (n, 3) m from the tube's start and the planned orientations (n - 1 rotations).
+
+        ``oesophagus_depth_m``: how far past the oesophageal entrance an oesophageal path goes.
+        """
         from surgsim.physics.airway import TUBE_LATERAL_M
 
         g, L, tu = self.g, self.g.truth.landmarks, self.tu
@@ -801,9 +808,11 @@ class _Script:
         elif placement == "oesophagus":
             oe = g.oesophagus_entrance
             back = np.array([0.0, 0.003, 0.0])  # behind the arytenoids, the posterior side of the oesophagus
+            # halfway from the laryngeal inlet to the oesophagus, behind the aryepiglottic folds
+            folds = np.array([0.0, OESOPHAGEAL_BEHIND_FOLDS_M, 0.0])
             via = [L["mouth_centre"] + 0.01 * g.into_mouth,
-                   L["laryngeal_inlet"] + 0.5 * (oe - L["laryngeal_inlet"]),
-                   oe + back, oe + 0.025 * g.oesophagus_axis + back]
+                   L["laryngeal_inlet"] + 0.5 * (oe - L["laryngeal_inlet"]) + folds,
+                   oe + back, oe + oesophagus_depth_m * g.oesophagus_axis + back]
         else:
             raise ValueError(f"unknown tube placement {placement!r}")
         lateral = np.array([-TUBE_LATERAL_M, -0.5 * TUBE_LATERAL_M, 0.0, 0.0])
@@ -875,7 +884,7 @@ SCRIPT_KINDS = ("expert", "oesophageal", "novice", "levering", "laryngoscopy")
 
 
 def scripted_attempt(variant: str = "adult", kind: str = "expert", blade: str = "macintosh_3",
-                     tube: str = "ett_7_5", depth_m: float = 0.212) -> list[InputEvent]:
+                     tube: str = "ett_7_5", depth_m: float = 0.215) -> list[InputEvent]:
     """A scripted attempt as an input log (hand velocities, cuff, bag, finish).
 
     Kinds (:data:`SCRIPT_KINDS`):
@@ -924,7 +933,7 @@ def scripted_attempt(variant: str = "adult", kind: str = "expert", blade: str = 
     t, keys = sc.blade_in(0.0, 5.0, pause_s=1.5)
     keys = sc.lever(keys, t + 0.5, LEVER_RAD, 2.0)
     t_view = keys[-1][0]
-    path, rots = sc.tube_path("oesophagus")
+    path, rots = sc.tube_path("oesophagus", NOVICE_OESOPHAGUS_DEPTH_M)
     tkeys = sc.tube_keys(path, rots, t_view + 1.0, 0.02, stall_at=0.5, stall_s=1.5)
     t_out = tkeys[-1][0] + 2.5  # looks, sees no tube between the cords
     back = sc.reverse(tkeys[1:], t_out, 0.04)

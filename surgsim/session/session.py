@@ -13,6 +13,7 @@ import numpy as np
 
 from surgsim.errors import ScenarioError
 from surgsim.scoring.log import Event, InputEvent, SessionLog
+from surgsim.session.loop import SteppedSession, play  # noqa: F401 (play: re-exported, shared loop)
 
 #: Physics step, seconds.
 DT = 1e-3
@@ -55,8 +56,8 @@ class Target:
     hold: float  # seconds
 
 
-class Session:
-    """One attempt at an endovascular scenario.
+class Session(SteppedSession):
+    """One attempt at an endovascular scenario (the loop: :class:`surgsim.session.loop.SteppedSession`).
 
     Parameters
     ----------
@@ -165,11 +166,6 @@ class Session:
         )
 
     # ------------------------------------------------------------------ inputs
-    @property
-    def time(self) -> float:
-        """Seconds since the start."""
-        return self.step_index * self.dt
-
     def apply(self, action: str, value: float = 0.0) -> None:
         """Apply an input now (before the next physics step) and log it.
 
@@ -178,13 +174,9 @@ class Session:
         ValueError
             For an unknown action.
         """
-        if self.finished:
+        value = self._take_input(action, value, ACTIONS)
+        if value is None:
             return
-        if action not in ACTIONS:
-            raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
-        _, lo, hi = ACTIONS[action]
-        value = float(np.clip(value, lo, hi))
-        self.inputs.append(InputEvent(self.step_index, action, value))
         imaging = self.imaging
         if action == "finish":
             self._finish("trainee")
@@ -207,32 +199,18 @@ class Session:
         elif action == "inject" and value > 0:
             imaging.inject(value, INJECT_RATE_ML_S, self.rod.state().tip_position)
 
-    # ------------------------------------------------------------------ stepping
-    def step(self, n_steps: int = 1) -> None:
-        """Run ``n_steps`` physics steps (recording and checking events on the way)."""
-        limit_steps = int(round(self.scenario.time_limit_s / self.dt))
-        while n_steps > 0 and not self.finished:
-            to_record = RECORD_EVERY - (self.step_index % RECORD_EVERY)
-            chunk = min(n_steps, to_record, limit_steps - self.step_index)
-            if chunk <= 0:
-                self._finish("time_limit")
-                break
-            self.rod.run(chunk, self.commands["advance"] * self.dt, self.commands["rotate"] * self.dt)
-            self.step_index += chunk
-            n_steps -= chunk
-            if self.step_index % RECORD_EVERY == 0:
-                # imaging advances in whole record intervals: the same floating-point
-                # sums whatever chunks the caller asked for (replay is bit-exact)
-                self.imaging.step(RECORD_EVERY * self.dt)
-                self._record()
-                self._check_events()
+    # ------------------------------------------------------------------ stepping (SteppedSession hooks)
+    record_every = RECORD_EVERY
 
-    def advance_time(self, seconds: float) -> int:
-        """Run as many steps as fit in ``seconds`` of simulated time; returns the count."""
-        n = int(seconds / self.dt)
-        before = self.step_index
-        self.step(n)
-        return self.step_index - before
+    def _advance_physics(self, n_steps: int) -> None:
+        self.rod.run(n_steps, self.commands["advance"] * self.dt, self.commands["rotate"] * self.dt)
+
+    def _on_record(self) -> None:
+        # imaging advances in whole record intervals: the same floating-point
+        # sums whatever chunks the caller asked for (replay is bit-exact)
+        self.imaging.step(RECORD_EVERY * self.dt)
+        self._record()
+        self._check_events()
 
     def _record(self) -> None:
         s = self.rod.state()
@@ -305,12 +283,6 @@ class Session:
             reference_path_length=self.reference_path_length,
         )
 
-    def score(self):
-        """Score the attempt so far with the scenario's rubric."""
-        from surgsim.scoring.rubric import score
-
-        return score(self.log(), self.scenario)
-
 
 class CoaxialDrive:
     """A guidewire inside a catheter driven by one hand: the session's advance and
@@ -363,27 +335,6 @@ class CoaxialDrive:
             inside=s.inside, tip_position=lead.tip_position, tip_direction=lead.tip_direction,
             step=s.step, push_force=held.push_force,
         )
-
-
-def play(session: Session, inputs: list[InputEvent], max_steps: int | None = None) -> Session:
-    """Feed an input log through ``session`` until it finishes.
-
-    Inputs are applied at their step index. Without a ``finish`` input the
-    session runs to the scenario's time limit (or ``max_steps``).
-    """
-    for event in sorted(inputs, key=lambda e: e.step):
-        if session.finished:
-            break
-        if event.step < session.step_index:
-            raise ValueError(f"input at step {event.step} is earlier than the session ({session.step_index})")
-        session.step(event.step - session.step_index)
-        session.apply(event.action, event.value)
-    if not session.finished:
-        remaining = (max_steps if max_steps is not None else 10**9) - session.step_index
-        session.step(max(remaining, 0))
-        if not session.finished:
-            session._finish("end_of_inputs")
-    return session
 
 
 def replay(scenario, case, log: SessionLog) -> Session:

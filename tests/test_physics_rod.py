@@ -230,7 +230,11 @@ def test_push_through_curved_tube_stays_in_lumen(curved_tube, speed, name):
 
 def test_rod_resting_on_a_wall_reports_the_load(straight_tube):
     """A rod lying on the lumen floor: the wall carries its weight node by node, and a
-    load F pressing the tip into the wall comes back as F."""
+    load F pressing the tip into the wall comes back as F.
+
+    The wall is compliant (a beam on an elastic foundation): within its characteristic
+    length (about 4 mm here) of the free end the load shifts a few per cent between the
+    half-mass tip and its neighbours, conserving their sum."""
     values, vfw = straight_tube
     spec = CATALOGUE["straight_5fr"]
     g = 9.81
@@ -240,8 +244,10 @@ def test_rod_resting_on_a_wall_reports_the_load(straight_tube):
     rod.run(500)
     node_weight = spec.linear_density * g * spec.segment_length
     far = rod.free.sum() - 10  # away from the clamp, which carries the nodes next to it
-    assert rod.contact_force[0] == pytest.approx(node_weight / 2, rel=0.02)  # half-mass tip
-    np.testing.assert_allclose(rod.contact_force[1:far], node_weight, rtol=0.02)
+    assert rod.contact_force[0] == pytest.approx(node_weight / 2, rel=0.05)  # half-mass tip
+    assert rod.contact_force[:3].sum() == pytest.approx(2.5 * node_weight, rel=0.005)
+    np.testing.assert_allclose(rod.contact_force[1:3], node_weight, rtol=0.05)
+    np.testing.assert_allclose(rod.contact_force[3:far], node_weight, rtol=0.02)
     assert (rod.wall_distance() + spec.outer_radius).max() < 1e-6
 
     rod = RodSolver(spec, values, vfw, [-0.04, floor, 0.0], X, dt=DT, iterations=ITERS,
@@ -254,6 +260,153 @@ def test_rod_resting_on_a_wall_reports_the_load(straight_tube):
     assert rod.contact_force.sum() == pytest.approx(force, rel=0.02)
     assert rod.contact_force[0] == pytest.approx(force, rel=0.05)
     assert (rod.wall_distance() + spec.outer_radius).max() < 1e-6
+
+
+def _coarse(centerline, closed_end=False):
+    """A tube's distance field on 1.5 mm voxels, about as coarse as the default case's."""
+    values, vfw, _ = tube_sdf(np.asarray(centerline, float), LUMEN, spacing=1.5e-3, margin=3e-3,
+                              closed_end=closed_end)
+    return values, vfw
+
+
+def _push_forces(spec, values, vfw, speed, depth):
+    """The hand pushes ``spec`` at ``speed`` (m/s) to ``depth`` (unless refused at the push
+    limit): the one-step peak and the 10 ms-mean peaks of the wall force (N)."""
+    rod = RodSolver(spec, values, vfw, ACCESS, X, dt=DT, initial_depth=0.02, damping=0.1)
+    one, mean = [], []
+    for _ in range(int(round((depth - 0.02) / (speed * DT))) // 10):
+        for _ in range(10):
+            rod.run(1, speed * DT)
+            one.append(rod.contact_force.max())
+        mean.append(rod.take_mean_contact_force().max())
+    return rod, max(one), np.array(mean)
+
+
+def test_wall_force_does_not_depend_on_node_count():
+    """The same push at 50, 100 and 200 nodes reports the same wall forces (within 20 %).
+
+    Regression: the wall stiffness grew as EI / l^3, and on a coarse distance field (whose
+    trilinear ripple a 200-node rod follows node by node) a 200-node catheter sliding round
+    a bend reported one-step forces of 12 N and a 10 ms-mean p90 8x the 50-node one's."""
+    th = np.linspace(0.0, np.pi / 2, 91)
+    arc = np.stack([R_BEND * np.sin(th), R_BEND - R_BEND * np.cos(th), 0 * th], 1)
+    bend = _coarse(np.vstack([[[-0.06, 0, 0]], arc, [[R_BEND, R_BEND + 0.10, 0]]]))
+    dead = _coarse([[-0.06, 0, 0], [0.05, 0, 0]], closed_end=True)
+    sliding, pressed = {}, {}
+    for n in (50, 100, 200):
+        spec = dataclasses.replace(CATALOGUE["straight_5fr"], n_nodes=n)
+        _, peak, mean = _push_forces(spec, *bend, 0.05, 0.2)  # round the bend along its outer wall
+        touching = mean[mean > 0]
+        assert touching.size > 50  # it slid along the wall for a good part of the push
+        assert peak < 0.5  # no one-step spikes
+        sliding[n] = (np.percentile(mean, 90), touching.mean())
+        rod, peak, mean = _push_forces(spec, *dead, 0.08, 0.16)  # into a dead end, at the push limit
+        assert peak < 1.2 * spec.max_push_force
+        pressed[n] = mean[-30:].mean()
+        assert rod.contact_force[0] == pytest.approx(spec.max_push_force, rel=0.05)
+    for values in (sliding[50], sliding[100], sliding[200]):
+        np.testing.assert_allclose(values, sliding[100], rtol=0.2)
+        assert 0.01 < values[0] < 1.0  # tenths of a newton: a catheter sliding round a bend
+    for n in (50, 200):
+        assert pressed[n] == pytest.approx(pressed[100], rel=0.2)
+    assert 1.5 < pressed[100] < 2.5  # pressed into a dead end with the hand's 2 N
+
+
+# -- 4a. finite torsion -----------------------------------------------------------------------
+def _pressed_rod(straight_tube, mu=0.5, force=1.0, depth=0.3, torsion=True):
+    """A straight catheter lying on the floor of a straight tube, its distal 3 nodes pressed
+    on the wall with ``force`` newtons."""
+    values, vfw = straight_tube
+    spec = dataclasses.replace(CATALOGUE["straight_5fr"], friction=mu)
+    floor = -(LUMEN - spec.outer_radius) + 1e-6
+    fext = np.zeros((spec.n_nodes, 3))
+    fext[:3, 1] = -force / 3
+    rod = RodSolver(spec, values, vfw, [-0.04, floor, 0.0], X, dt=DT, initial_depth=depth,
+                    external_force=fext, damping=0.1, torsion=torsion)
+    rod.run(300)
+    return rod
+
+
+def test_torsional_stiffness_comes_from_the_material():
+    spec = CATALOGUE["straight_5fr"]
+    g = spec.youngs_modulus / (2 * (1 + spec.poisson_ratio))
+    j = math.pi * (spec.outer_diameter**4 - spec.inner_diameter**4) / 32
+    assert spec.GJ == pytest.approx(g * j)
+    assert spec.GJ == pytest.approx(spec.EI / (1 + spec.poisson_ratio))
+
+
+def test_free_hub_rotation_reaches_the_tip_after_settling(straight_tube):
+    values, vfw = straight_tube
+    rod = RodSolver(CATALOGUE["straight_5fr"], values, vfw, ACCESS, X, dt=DT, initial_depth=0.2)
+    lags = []
+    for _ in range(20):
+        rod.run(50, 0.0, 2 * math.pi / 1000)  # one turn a second
+        lags.append(rod.tip_lag())
+    rod.run(200)
+    assert math.degrees(max(np.abs(lags))) < 3.0  # nothing holds the tip back
+    assert math.degrees(abs(rod.tip_angle() - 2 * math.pi)) < 3.0
+    assert abs(rod.hub_torque) < 1e-6
+
+
+def test_tip_held_by_friction_lags_then_is_bounded_by_the_friction_torque(straight_tube):
+    """Turning the hub of a catheter whose tip is pressed on the wall winds the shaft up: the
+    tip's lag grows with the hub angle until the stored torque G J lag / L reaches what
+    friction holds (mu F r), then the tip turns with the hub at that lag. The stored twist
+    stays when the hand stops, and pushing (sliding shares the friction cone) releases it."""
+    mu, force = 0.5, 1.0
+    rod = _pressed_rod(straight_tube, mu, force)
+    spec = rod.spec
+    length = (rod.free.sum() + 0.5) * spec.segment_length
+    held = rod.contact_force.sum()
+    assert held == pytest.approx(force, rel=0.1)
+    torque_max = mu * held * spec.outer_radius
+    lag_max = torque_max * length / spec.GJ
+    hub, lag, torque = [], [], []
+    for _ in range(40):  # one turn in 4 s
+        rod.run(100, 0.0, 2 * math.pi / 4000)
+        hub.append(rod.hub_angle)
+        lag.append(rod.tip_lag())
+        torque.append(rod.hub_torque)
+    hub, lag, torque = map(np.array, (hub, lag, torque))
+    early = hub < 0.5 * lag_max
+    assert np.all(lag[early] > 0.8 * hub[early])  # at first the tip barely turns
+    wound = int(np.argmax(lag > 0.95 * lag.max()))
+    assert wound > 3 and np.all(np.diff(lag[: wound + 1]) > 0)  # the lag grows with the hub angle...
+    assert lag.max() < 1.05 * lag_max  # ...up to the torque friction holds, and no further
+    assert torque.max() < 1.05 * torque_max
+    assert lag[-1] > 0.8 * lag_max  # the tip slips at the bound
+    rod.run(500)  # the hand lets go of the hub: friction keeps the twist in
+    assert rod.tip_lag() > 0.7 * lag_max
+    rod.run(200, 0.05e-3)  # pushing 1 cm slides the tip: the twist unwinds, the tip catches up
+    assert abs(rod.tip_lag()) < 0.25 * lag_max
+    for arr in (lag, torque):
+        assert np.all(np.isfinite(arr))
+
+
+def test_a_rigid_device_turns_its_held_tip_with_the_hub(straight_tube):
+    rod = _pressed_rod(straight_tube, torsion=False)
+    rod.run(1000, 0.0, 2 * math.pi / 4000)
+    assert rod.tip_lag() == 0.0 and rod.hub_torque == 0.0
+    assert math.degrees(abs(rod.tip_angle() - math.pi / 2)) < 3.0
+
+
+def test_preshaped_tip_in_a_bend_lags_and_whips(curved_tube):
+    """An angled tip lying in a bend resists turning out of it (the rest curvature turns with
+    the twist): the tip falls behind the hub, then snaps ahead of a rigid device's."""
+    values, vfw = curved_tube
+    rod = RodSolver(CATALOGUE["angled_5fr"], values, vfw, ACCESS, X, dt=DT, initial_depth=0.02,
+                    damping=0.1)
+    rod.run(2400, 0.05e-3)  # 12 cm: the tip lies in the outlet, the shaft in the bend
+    lag = []
+    for _ in range(60):  # one turn in 3 s
+        rod.run(50, 0.0, 2 * math.pi / 3000)
+        lag.append(rod.tip_lag())
+    lag = np.degrees(lag)
+    k = int(np.argmax(lag))
+    assert lag[k] > 20.0  # wound up
+    assert lag[k:].min() < lag[k] - 30.0  # released: the tip caught up within the turn
+    rod.run(1000)
+    assert abs(math.degrees(rod.tip_lag())) < 10.0  # and settles near the rigid device's frame
 
 
 @pytest.mark.parametrize("speed", [0.1, 1.0])

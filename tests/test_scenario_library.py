@@ -116,6 +116,7 @@ def test_the_library_has_the_required_scenarios():
     by_target = {(s.case.phantom, s.instruments[0].device, s.targets[0].label) for s in loaded.values()}
     assert ("default", "angled_5fr", "left_common_carotid") in by_target
     assert ("default", "angled_5fr", "left_subclavian") in by_target
+    assert ("default", "angled_5fr", "brachiocephalic") in by_target
     assert ("type3-arch", "simmons_5fr", "brachiocephalic") in by_target
     for sid, s in loaded.items():
         assert s.id == sid, "the file name is the scenario id"

@@ -153,6 +153,9 @@ class DeviceSpec:
         Coulomb coefficient against the vessel wall.
     max_push_force : float, newtons
         Largest axial force the hand transmits; beyond it the device slips.
+    poisson_ratio : float
+        Of the effective material (0 <= nu < 0.5): the shear modulus
+        ``G = E / (2 (1 + nu))`` gives the torsional stiffness ``G J``.
     """
 
     name: str
@@ -168,6 +171,7 @@ class DeviceSpec:
     tip_length: float = 0.0
     friction: float = 0.1
     max_push_force: float = 2.0
+    poisson_ratio: float = 0.4
 
     def __post_init__(self) -> None:
         where = f"DeviceSpec {self.name!r}"
@@ -189,6 +193,9 @@ class DeviceSpec:
                 f"{where}: inner_diameter ({self.inner_diameter} m) must be >= 0 and smaller than "
                 f"outer_diameter ({self.outer_diameter} m)"
             )
+        nu = self.poisson_ratio
+        if not (isinstance(nu, (int, float)) and math.isfinite(nu) and 0.0 <= nu < 0.5):
+            raise ScenarioError(f"{where}: poisson_ratio must be in [0, 0.5), got {nu!r}")
         if self.friction < 0.0 or self.tip_length < 0.0:
             raise ScenarioError(f"{where}: friction and tip_length must be >= 0")
         if not (isinstance(self.n_nodes, int) and self.n_nodes >= 8):
@@ -223,6 +230,21 @@ class DeviceSpec:
     def second_moment(self) -> float:
         """Area second moment of the annulus pi (D^4 - d^4) / 64, m^4."""
         return math.pi * (self.outer_diameter**4 - self.inner_diameter**4) / 64.0
+
+    @property
+    def polar_moment(self) -> float:
+        """Polar moment of the annulus pi (D^4 - d^4) / 32, m^4."""
+        return 2.0 * self.second_moment
+
+    @property
+    def shear_modulus(self) -> float:
+        """G = E / (2 (1 + nu)), pascals."""
+        return self.youngs_modulus / (2.0 * (1.0 + self.poisson_ratio))
+
+    @property
+    def GJ(self) -> float:  # noqa: N802 (engineering symbol)
+        """Torsional stiffness G J, N m^2 / rad."""
+        return self.shear_modulus * self.polar_moment
 
     @property
     def EI(self) -> float:  # noqa: N802 (engineering symbol)
@@ -314,7 +336,7 @@ def _catalogue() -> dict[str, DeviceSpec]:
         DeviceSpec(
             name="guidewire_035", kind="guidewire", outer_diameter=inch(0.035), inner_diameter=0.0,
             youngs_modulus=4.0e9, density=6450.0, tip_shape="j", tip_angle=math.pi,
-            tip_length=math.pi * 3.0e-3, n_nodes=150, friction=0.05,
+            tip_length=math.pi * 3.0e-3, n_nodes=150, friction=0.05, poisson_ratio=0.33,
         ),
     ]
     return {s.name: s for s in specs}

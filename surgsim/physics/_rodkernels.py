@@ -31,7 +31,9 @@ P_ADH = 12  # pull (N) below which a contact is kept rather than released
 P_EXTRA = 13  # extra iterations allowed to release contacts that pull
 P_FTOL = 14  # friction above this multiple of mu * lambda earns another iteration
 P_HOLD = 15  # a contact that pressed in the last solve stays active this far (m) from the wall
-N_PARAMS = 16
+P_TWIST = 16  # 1: finite torsion (twist unknowns per segment, ``tw``); 0: torsionally rigid
+P_EPS_SPIN = 17  # friction regularisation (stick) displacement of the twist solve, m
+N_PARAMS = 18
 
 # -- indices into the scalar state array ---------------------------------------------
 S_DEPTH = 0  # inserted length, m
@@ -41,7 +43,19 @@ S_TWIST = 3  # accumulated rotation of the tip frame about its tangent, rad
 S_DEPTH_MAX = 4  # largest depth (two nodes stay clamped), m
 S_TIP_INIT = 5  # 1 once the tip frame has been recorded
 S_ITERS = 6  # global solves done in the last step
-N_SCALARS = 7
+S_TORQUE = 7  # torque the hub applies to the free part in the last step, N m (about the access direction)
+N_SCALARS = 8
+
+# -- rows of the twist array ``tw`` (N_TW, N) ----------------------------------------------
+TW_TH = 0  # twist angle of segment s relative to the hub's parallel-transported frame, rad
+TW_TH0 = 1  # the same at the start of the step
+TW_OM = 2  # its rate, rad/s
+TW_KT = 3  # torsional stiffness GJ / l at node i (couples segments i - 1 and i), N m / rad
+TW_IROT = 4  # rotational inertia rho J l of segment s, kg m^2
+TW_D = 5  # scratch: diagonal of the tridiagonal twist system
+TW_O = 6  # scratch: its sub-diagonal (row i couples i - 1 and i)
+TW_R = 7  # scratch: right-hand side / solution
+N_TW = 8
 
 BAND = 6  # sub-diagonals of the interleaved system
 
@@ -326,11 +340,14 @@ def compute_frames(y, direc, uref, hub, tseg, useg):
 
 
 @njit(cache=True)
-def compute_bend_targets(tseg, useg, bend_c, dvec):
+def compute_bend_targets(tseg, useg, bend_c, th, dvec):
     """Rest second differences ``d_i`` turned into the current material frame at node i.
 
     ``bend_c[i] = 2 l sin(phi_i / 2) * kappa_i / |kappa_i|`` (precomputed), so
-    ``d_i = bend_c[i, 0] m1 + bend_c[i, 1] m2`` with ``(m1, m2)`` the node frame.
+    ``d_i = c_1 m1 + c_2 m2`` with ``(m1, m2)`` the node's reference frame and
+    ``(c_1, c_2)`` = ``bend_c[i]`` turned by the node's twist ``(th[i - 1] + th[i]) / 2``
+    (``th`` (>= N - 1,) the segments' twist relative to the reference frame; zeros for a
+    torsionally rigid device).
     """
     N = tseg.shape[0] + 1
     tn = np.empty(3)
@@ -344,6 +361,11 @@ def compute_bend_targets(tseg, useg, bend_c, dvec):
         c2 = bend_c[i, 1]
         if c1 == 0.0 and c2 == 0.0:
             continue
+        ph = 0.5 * (th[i - 1] + th[i])
+        if ph != 0.0:
+            cp = math.cos(ph)
+            sp = math.sin(ph)
+            c1, c2 = c1 * cp - c2 * sp, c1 * sp + c2 * cp
         a0 = tseg[i - 1, 0] + tseg[i, 0]
         a1 = tseg[i - 1, 1] + tseg[i, 1]
         a2 = tseg[i - 1, 2] + tseg[i, 2]
@@ -523,11 +545,174 @@ def _point(k, N):
 
 
 @njit(cache=True)
+def _contact_spin(k, N, tseg, nrm, b):
+    """Where contact point k's spin comes from: ``b = t x n`` into ``b`` (3,) and its segments.
+
+    ``t`` is the rod's distal tangent at the point (a node's: the mean of its segments'),
+    ``n`` the wall normal; a material rotation ``da`` about ``t`` moves the rod's surface at
+    the contact by ``r da b``. The point turns with the mean twist of segments ``sa`` and
+    ``sb``, weighted ``fa`` and ``fb``. Returns (sa, sb, fa, fb).
+    """
+    if k < N:
+        if k == 0:
+            t0, t1, t2 = tseg[0, 0], tseg[0, 1], tseg[0, 2]
+            sa, sb, fa, fb = 0, 0, 1.0, 0.0
+        else:
+            s = min(k, N - 2)
+            t0 = tseg[k - 1, 0] + tseg[s, 0]
+            t1 = tseg[k - 1, 1] + tseg[s, 1]
+            t2 = tseg[k - 1, 2] + tseg[s, 2]
+            ln = math.sqrt(t0 * t0 + t1 * t1 + t2 * t2)
+            if ln > 1e-9:
+                t0 /= ln
+                t1 /= ln
+                t2 /= ln
+            sa, sb, fa, fb = k - 1, s, 0.5, 0.5
+    else:
+        s = k - N
+        t0, t1, t2 = tseg[s, 0], tseg[s, 1], tseg[s, 2]
+        sa, sb, fa, fb = s, s, 1.0, 0.0
+    n0, n1, n2 = nrm[k, 0], nrm[k, 1], nrm[k, 2]
+    b[0] = t1 * n2 - t2 * n1
+    b[1] = t2 * n0 - t0 * n2
+    b[2] = t0 * n1 - t1 * n0
+    return sa, sb, fa, fb
+
+
+@njit(cache=True)
+def _twist_solve(n, rot, x, y, tseg, dvec, bend_c, kb_node, tw, lam, active, nrm, rad_pt, mu_pt,
+                 eps, dt, has_wall):  # fmt: skip
+    """One Newton step on the twist of the free segments ``0 .. n - 1`` with the centreline fixed.
+
+    Energy (per step): rotational inertia ``I / (2 dt^2) (th - th0 - dt om)^2``; twist
+    ``GJ / (2 l) (th_i - th_i-1)^2`` at the nodes (the held segments have th = 0, they turn
+    with the hub); the bending energy's dependence on the twist through the rest curvature
+    (Gauss-Newton); regularised Coulomb friction on the slip of the rod's surface at each
+    pressing contact, ``u + r da b`` (tangential displacement of the point plus the spin
+    ``da = rot + dth`` times the radius), coefficient ``mu lambda / max(|slip|, eps)`` (``eps``
+    far smaller than the translation's: the rod's surface turns at only millimetres a
+    second, so a regularisation of centimetres a second would leave no static friction). The
+    tridiagonal system is solved directly; ``tw[TW_TH]`` is updated. Returns False if the
+    system is not positive definite.
+    """
+    N = y.shape[0]
+    m = n
+    if m <= 0:
+        return True
+    th = tw[TW_TH]
+    th0 = tw[TW_TH0]
+    om = tw[TW_OM]
+    dg = tw[TW_D]
+    od = tw[TW_O]
+    rh = tw[TW_R]
+    inv_dt2 = 1.0 / (dt * dt)
+    for s in range(m):
+        a = tw[TW_IROT, s] * inv_dt2
+        dg[s] = a
+        od[s] = 0.0
+        rh[s] = -a * (th[s] - th0[s] - dt * om[s])
+    # twist springs; node m couples the last free segment with the held one (th = 0)
+    for i in range(1, m + 1):
+        k = tw[TW_KT, i]
+        thi = th[i] if i < m else 0.0
+        g = k * (thi - th[i - 1])
+        dg[i - 1] += k
+        rh[i - 1] += g
+        if i < m:
+            dg[i] += k
+            od[i] -= k
+            rh[i] -= g
+    # bending: the rest curvature turns with the node's twist (th_i-1 + th_i) / 2
+    tn = np.empty(3)
+    for i in range(1, min(m, N - 2) + 1):
+        if bend_c[i, 0] == 0.0 and bend_c[i, 1] == 0.0:
+            continue
+        kb = kb_node[i]
+        a0 = tseg[i - 1, 0] + tseg[i, 0]
+        a1 = tseg[i - 1, 1] + tseg[i, 1]
+        a2 = tseg[i - 1, 2] + tseg[i, 2]
+        ln = math.sqrt(a0 * a0 + a1 * a1 + a2 * a2)
+        if ln < 1e-9:
+            continue
+        tn[0] = a0 / ln
+        tn[1] = a1 / ln
+        tn[2] = a2 / ln
+        d0 = dvec[i, 0]
+        d1 = dvec[i, 1]
+        d2 = dvec[i, 2]
+        # dd/dphi = tn x d
+        p0 = tn[1] * d2 - tn[2] * d1
+        p1 = tn[2] * d0 - tn[0] * d2
+        p2 = tn[0] * d1 - tn[1] * d0
+        r0 = y[i - 1, 0] - 2.0 * y[i, 0] + y[i + 1, 0] - d0
+        r1 = y[i - 1, 1] - 2.0 * y[i, 1] + y[i + 1, 1] - d1
+        r2 = y[i - 1, 2] - 2.0 * y[i, 2] + y[i + 1, 2] - d2
+        gphi = -kb * (r0 * p0 + r1 * p1 + r2 * p2)
+        hphi = kb * (d0 * d0 + d1 * d1 + d2 * d2)
+        rh[i - 1] -= 0.5 * gphi
+        dg[i - 1] += 0.25 * hphi
+        if i < m:
+            rh[i] -= 0.5 * gphi
+            dg[i] += 0.25 * hphi
+            od[i] += 0.25 * hphi
+    # friction against the spin at pressing contacts
+    if has_wall:
+        b = np.empty(3)
+        for k in range(2 * N):
+            if not active[k] or lam[k] <= 0.0 or mu_pt[k] <= 0.0:
+                continue
+            ia, ib, wa, wb = _point(k, N)
+            if ib >= n:
+                continue
+            sa, sb, fa, fb = _contact_spin(k, N, tseg, nrm, b)
+            bb = b[0] * b[0] + b[1] * b[1] + b[2] * b[2]
+            if bb < 1e-12:
+                continue
+            n0, n1, n2 = nrm[k, 0], nrm[k, 1], nrm[k, 2]
+            u0 = wa * (y[ia, 0] - x[ia, 0]) + wb * (y[ib, 0] - x[ib, 0])
+            u1 = wa * (y[ia, 1] - x[ia, 1]) + wb * (y[ib, 1] - x[ib, 1])
+            u2 = wa * (y[ia, 2] - x[ia, 2]) + wb * (y[ib, 2] - x[ib, 2])
+            un = u0 * n0 + u1 * n1 + u2 * n2
+            u0 -= un * n0
+            u1 -= un * n1
+            u2 -= un * n2
+            rk = rad_pt[k]
+            da = rot + fa * (th[sa] - th0[sa]) + fb * (th[sb] - th0[sb])
+            s0 = u0 + rk * da * b[0]
+            s1 = u1 + rk * da * b[1]
+            s2 = u2 + rk * da * b[2]
+            c = mu_pt[k] * lam[k] / max(math.sqrt(s0 * s0 + s1 * s1 + s2 * s2), eps)
+            g = c * rk * (b[0] * s0 + b[1] * s1 + b[2] * s2)
+            hh = c * rk * rk * bb
+            rh[sa] -= fa * g
+            dg[sa] += fa * fa * hh
+            if fb != 0.0:
+                rh[sb] -= fb * g
+                dg[sb] += fb * fb * hh
+                od[sb] += fa * fb * hh
+    # symmetric tridiagonal solve (Thomas), then the update
+    if not (dg[0] > 0.0):
+        return False
+    for i in range(1, m):
+        w = od[i] / dg[i - 1]
+        dg[i] -= w * od[i]
+        rh[i] -= w * rh[i - 1]
+        if not (dg[i] > 0.0):
+            return False
+    rh[m - 1] /= dg[m - 1]
+    for i in range(m - 2, -1, -1):
+        rh[i] = (rh[i] - od[i + 1] * rh[i + 1]) / dg[i]
+    for s in range(m):
+        th[s] += rh[s]
+    return True
+
+
+@njit(cache=True)
 def _step(
     a, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
     access, direc, uref, sdf, vfw, wfv, has_wall,
     lam, cforce, incontact, active, released, nrm, cpl,
-    y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt, tw,
 ):  # fmt: skip
     """One time step: push ``a`` m, turn the hub ``rot`` rad. Returns a status code.
 
@@ -542,8 +727,19 @@ def _step(
     contact point. ``prm[P_R]`` is the reference radius the activation margin
     and hold band (``prm[P_MARGIN]``, ``prm[P_HOLD]``) are given for; they
     scale with each point's radius.
+
+    Torsion (``prm[P_TWIST]`` = 1): each Gauss-Newton iteration first solves the twist
+    of the free segments with the centreline fixed (:func:`_twist_solve`), then the
+    centreline with the twist fixed; friction acts on the slip of the rod's surface,
+    translation plus spin. With ``prm[P_TWIST]`` = 0 the twist stays 0 (rigid torsion)
+    and friction sees translation only.
     """
     N = x.shape[0]
+    twist = prm[P_TWIST] > 0.0
+    th = tw[TW_TH]
+    th0 = tw[TW_TH0]
+    om = tw[TW_OM]
+    bsp = np.empty(3)
     h = prm[P_L]
     dt = prm[P_DT]
     wc = prm[P_WC]
@@ -557,6 +753,7 @@ def _step(
     inv_dt2 = 1.0 / (dt * dt)
     g = np.empty(3)
     cfr = np.zeros(2 * N)  # friction coefficient (N/m) each contact point used this iteration
+    wsp = np.zeros((2 * N, 3))  # surface slip from spin at each contact point this iteration, m
     coef = np.empty(3)
     coef[0] = 1.0
     coef[1] = -2.0
@@ -581,24 +778,31 @@ def _step(
             y[i, c] = x[i, c]
         cforce[i] = 0.0
         incontact[i] = False
+    for i in range(N):
+        if i >= n or i >= N - 1:
+            th[i] = 0.0
+            om[i] = 0.0
+        th0[i] = th[i]
     # contact points in use: nodes 0..n-1 and segments 0..n-2
     for k in range(2 * N):
         active[k] = False
         released[k] = False
         if (k < N and k >= n) or (k >= N and k - N >= n - 1):
             lam[k] = 0.0
-    # ---- prediction
+    # ---- prediction; the first iterate (where stretch, frames and contacts are first
+    # linearised) leaves out the external loads: a load that is large for a light node
+    # throws its prediction centimetres away, where those linearisations are meaningless
     for i in range(n):
         for c in range(3):
             ystar[i, c] = x[i, c] + dt * v[i, c] + dt * dt * fext[i, c] / mass[i]
-            y[i, c] = ystar[i, c]
+            y[i, c] = x[i, c] + dt * v[i, c]
     n3 = 3 * n
     it = 0
     max_it = iters + int(prm[P_EXTRA])
     while n > 0:
         # ---- local step: material frames -> bending targets; contacts
         compute_frames(y, direc, uref, hub, tseg, useg)
-        compute_bend_targets(tseg, useg, bend_c, dvec)
+        compute_bend_targets(tseg, useg, bend_c, th, dvec)
         if has_wall:
             for k in range(2 * N):
                 ia, ib, wa, wb = _point(k, N)
@@ -634,7 +838,23 @@ def _step(
                 hk = hold * (rk / r)
                 if lam[k] > 0.0 and hk > band:
                     band = hk
-                if phi > -rk - band:
+                if phi > rk:
+                    # far into the wall (a prediction thrown by a large load on a light node):
+                    # linearise the wall where the path from the step's start leaves the lumen,
+                    # not at the far point, where the field (clamped beyond its grid) is poor
+                    o0 = wa * x[ia, 0] + wb * x[ib, 0]
+                    o1 = wa * x[ia, 1] + wb * x[ib, 1]
+                    o2 = wa * x[ia, 2] + wb * x[ib, 2]
+                    t, nsub, phi_t = _first_exit(sdf, vfw, wfv, o0, o1, o2, p0, p1, p2,
+                                                 0.5 * rk, g)  # fmt: skip
+                    if t > 0.0:
+                        phi = phi_t
+                        p0 = o0 + t * (p0 - o0)
+                        p1 = o1 + t * (p1 - o1)
+                        p2 = o2 + t * (p2 - o2)
+                    else:
+                        phi = sdf_sample(sdf, vfw, wfv, p0, p1, p2, g)
+                elif phi > -rk - band:
                     phi = sdf_sample(sdf, vfw, wfv, p0, p1, p2, g)
                 else:
                     # end point free: did the path leave the lumen on the way (a hop)?
@@ -658,6 +878,12 @@ def _step(
                 else:
                     active[k] = False
                     lam[k] = 0.0
+        # ---- twist with the centreline fixed, then the centreline with the twist fixed
+        if twist:
+            if not _twist_solve(n, rot, x, y, tseg, dvec, bend_c, kb_node, tw, lam, active, nrm,
+                                rad_pt, mu_pt, prm[P_EPS_SPIN], dt, has_wall):  # fmt: skip
+                return ERR_NOT_SPD
+            compute_bend_targets(tseg, useg, bend_c, th, dvec)
         # ---- global step: assemble the banded system
         for row in range(n3):
             rhs[row] = 0.0
@@ -743,6 +969,22 @@ def _step(
                     d0 -= dn * n0
                     d1 -= dn * n1
                     d2 -= dn * n2
+                    w0 = 0.0
+                    w1 = 0.0
+                    w2 = 0.0
+                    if twist:
+                        # the spin moves the surface at the contact by r da b (rolling)
+                        sa, sb, fa, fb = _contact_spin(k, N, tseg, nrm, bsp)
+                        da = rot + fa * (th[sa] - th0[sa]) + fb * (th[sb] - th0[sb])
+                        w0 = rad_pt[k] * da * bsp[0]
+                        w1 = rad_pt[k] * da * bsp[1]
+                        w2 = rad_pt[k] * da * bsp[2]
+                    wsp[k, 0] = w0
+                    wsp[k, 1] = w1
+                    wsp[k, 2] = w2
+                    d0 += w0
+                    d1 += w1
+                    d2 += w2
                     dtan = math.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
                     cf = mu * lam[k] / max(dtan, eps)
                     cfr[k] = cf
@@ -753,13 +995,14 @@ def _step(
                     p12 = -cf * n1 * n2
                     p22 = cf * (1.0 - n2 * n2)
                     _add_sym_point(Ab, ia, ib, wa, wb, p00, p01, p02, p11, p12, p22)
-                    # pull toward the contact point's position at the start of the step
+                    # pull toward the contact point's position at the start of the step (less
+                    # the spin's slip, which lies in the tangent plane)
                     o0 = wa * x[ia, 0] + wb * x[ib, 0]
                     o1 = wa * x[ia, 1] + wb * x[ib, 1]
                     o2 = wa * x[ia, 2] + wb * x[ib, 2]
-                    r0 = p00 * o0 + p01 * o1 + p02 * o2
-                    r1 = p01 * o0 + p11 * o1 + p12 * o2
-                    r2 = p02 * o0 + p12 * o1 + p22 * o2
+                    r0 = p00 * o0 + p01 * o1 + p02 * o2 - cf * w0
+                    r1 = p01 * o0 + p11 * o1 + p12 * o2 - cf * w1
+                    r2 = p02 * o0 + p12 * o1 + p22 * o2 - cf * w2
                     rhs[3 * ia] += wa * r0
                     rhs[3 * ia + 1] += wa * r1
                     rhs[3 * ia + 2] += wa * r2
@@ -796,7 +1039,8 @@ def _step(
                     for c in range(3):
                         dn += nrm[k, c] * (wa * (y[ia, c] - x[ia, c]) + wb * (y[ib, c] - x[ib, c]))
                     for c in range(3):
-                        dc = wa * (y[ia, c] - x[ia, c]) + wb * (y[ib, c] - x[ib, c]) - dn * nrm[k, c]
+                        dc = (wa * (y[ia, c] - x[ia, c]) + wb * (y[ib, c] - x[ib, c]) - dn * nrm[k, c]
+                              + wsp[k, c])
                         dt2 += dc * dc
                     if cfr[k] * math.sqrt(dt2) > prm[P_FTOL] * mu_pt[k] * lam[k] + 1e-9:
                         unsettled = True
@@ -823,6 +1067,7 @@ def _step(
         cforce[i] = 0.0
         for c in range(3):
             v[i, c] = (y[i, c] - x[i, c]) / dt * (1.0 - damp)
+        om[i] = (th[i] - th0[i]) / dt * (1.0 - damp)
     if has_wall:
         for rnd in range(3):
             for k in range(2 * N):
@@ -901,8 +1146,9 @@ def _step(
             return ERR_NOT_FINITE
     # ---- readouts: sheath force, tip frame rotation
     compute_frames(x, direc, uref, hub, tseg, useg)
-    compute_bend_targets(tseg, useg, bend_c, dvec)
+    compute_bend_targets(tseg, useg, bend_c, th, dvec)
     sc[S_PUSH] = _sheath_force(x, n, direc, prm, dvec, ks_seg, kb_node)
+    sc[S_TORQUE] = -tw[TW_KT, n] * th[n - 1] if (twist and n > 0) else 0.0
     if sc[S_TIP_INIT] > 0.0:
         pt = tipst[0:3]
         pu = tipst[3:6]
@@ -912,7 +1158,7 @@ def _step(
         cr2 = g[0] * useg[0, 1] - g[1] * useg[0, 0]
         sn = cr0 * tseg[0, 0] + cr1 * tseg[0, 1] + cr2 * tseg[0, 2]
         cs = g[0] * useg[0, 0] + g[1] * useg[0, 1] + g[2] * useg[0, 2]
-        sc[S_TWIST] += math.atan2(sn, cs)
+        sc[S_TWIST] += math.atan2(sn, cs) + (th[0] - th0[0])
     for c in range(3):
         tipst[c] = tseg[0, c]
         tipst[3 + c] = useg[0, c]
@@ -927,7 +1173,7 @@ def run_steps(
     n_steps, adv, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
     access, direc, uref, sdf, vfw, wfv, has_wall,
     lam, cforce, incontact, active, released, nrm, cpl,
-    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved, facc, ks_seg, kb_node, rad_pt, mu_pt,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved, facc, ks_seg, kb_node, rad_pt, mu_pt, tw,
 ):  # fmt: skip
     """Advance the rod ``n_steps`` steps; each step pushes ``adv`` m and turns the hub ``rot`` rad.
 
@@ -938,7 +1184,8 @@ def run_steps(
     compression (no retraction while it is at the limit in tension); a step
     that takes the force past the limit is redone with the advance scaled
     (secant on the force) so that the force lands on the limit.
-    ``saved`` is scratch space of at least ``8 N + 6 + N_SCALARS`` floats.
+    ``saved`` is scratch space of at least ``10 N + 6 + N_SCALARS`` floats; ``tw`` (N_TW, N)
+    holds the twist state and parameters (see ``TW_*``).
     Returns a status code (``OK`` or an ``ERR_*``).
     """
     fmax = prm[P_FMAX]
@@ -948,23 +1195,23 @@ def run_steps(
         if (a > 0.0 and f0 >= fmax) or (a < 0.0 and f0 <= -fmax):
             a = 0.0
         if a != 0.0:
-            _save(x, v, lam, tipst, sc, saved)
+            _save(x, v, lam, tipst, sc, tw, saved)
         for attempt in range(2):
             status = _step(
                 a, rot, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
                 access, direc, uref, sdf, vfw, wfv, has_wall,
                 lam, cforce, incontact, active, released, nrm, cpl,
-                y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt,
+                y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt, tw,
             )  # fmt: skip
             if status != OK:
                 return status
             f1 = sc[S_PUSH]
             if attempt == 0 and a > 0.0 and f1 > fmax and f1 > f0:
                 a *= min(max((fmax - f0) / (f1 - f0), 0.0), 1.0)
-                _restore(x, v, lam, tipst, sc, saved)
+                _restore(x, v, lam, tipst, sc, tw, saved)
             elif attempt == 0 and a < 0.0 and f1 < -fmax and f1 < f0:
                 a *= min(max((-fmax - f0) / (f1 - f0), 0.0), 1.0)
-                _restore(x, v, lam, tipst, sc, saved)
+                _restore(x, v, lam, tipst, sc, tw, saved)
             else:
                 break
         for i in range(x.shape[0]):
@@ -973,7 +1220,7 @@ def run_steps(
 
 
 @njit(cache=True)
-def _save(x, v, lam, tipst, sc, saved):
+def _save(x, v, lam, tipst, sc, tw, saved):
     N = x.shape[0]
     q = 0
     for i in range(N):
@@ -983,7 +1230,9 @@ def _save(x, v, lam, tipst, sc, saved):
             q += 2
         saved[q] = lam[i]
         saved[q + 1] = lam[N + i]
-        q += 2
+        saved[q + 2] = tw[TW_TH, i]
+        saved[q + 3] = tw[TW_OM, i]
+        q += 4
     for c in range(6):
         saved[q] = tipst[c]
         q += 1
@@ -993,7 +1242,7 @@ def _save(x, v, lam, tipst, sc, saved):
 
 
 @njit(cache=True)
-def _restore(x, v, lam, tipst, sc, saved):
+def _restore(x, v, lam, tipst, sc, tw, saved):
     N = x.shape[0]
     q = 0
     for i in range(N):
@@ -1003,7 +1252,9 @@ def _restore(x, v, lam, tipst, sc, saved):
             q += 2
         lam[i] = saved[q]
         lam[N + i] = saved[q + 1]
-        q += 2
+        tw[TW_TH, i] = saved[q + 2]
+        tw[TW_OM, i] = saved[q + 3]
+        q += 4
     for c in range(6):
         tipst[c] = saved[q]
         q += 1
@@ -1232,7 +1483,7 @@ def run_coaxial_steps(
     x, v, fext, mass, bend_c, sc, tipst, prm, iters,
     access, direc, uref, sdf, vfw, wfv, has_wall,
     lam, cforce, incontact, active, released, nrm, cpl,
-    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved, facc, ks_seg, kb_node, rad_pt, mu_pt,
+    y, ystar, tseg, useg, dvec, Ab, rhs, sol, saved, facc, ks_seg, kb_node, rad_pt, mu_pt, tw,
     cf_mean,
 ):  # fmt: skip
     """Advance a catheter over a guidewire ``n_steps`` steps (constant hand inputs per step).
@@ -1300,7 +1551,7 @@ def run_coaxial_steps(
         if (a_union > 0.0 and f0 >= fmax) or (a_union < 0.0 and f0 <= -fmax):
             a_union = 0.0
         if a_union != 0.0:
-            _save(x, v, lam, tipst, sc, saved)
+            _save(x, v, lam, tipst, sc, tw, saved)
         a_req = dp - depth0
         for attempt in range(2):
             # the union's end lands on depth0 + a_union: an advance refused or cut short
@@ -1324,17 +1575,17 @@ def run_coaxial_steps(
                 a_union, 0.0, x, v, fext, mass, bend_c, sc, tipst, prm, iters,
                 access, direc, uref, sdf, vfw, wfv, has_wall,
                 lam, cforce, incontact, active, released, nrm, cpl,
-                y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt,
+                y, ystar, tseg, useg, dvec, Ab, rhs, sol, ks_seg, kb_node, rad_pt, mu_pt, tw,
             )  # fmt: skip
             if status != OK:
                 return status
             f1 = sc[S_PUSH]
             if attempt == 0 and a_union > 0.0 and f1 > fmax and f1 > f0:
                 a_union *= min(max((fmax - f0) / (f1 - f0), 0.0), 1.0)
-                _restore(x, v, lam, tipst, sc, saved)
+                _restore(x, v, lam, tipst, sc, tw, saved)
             elif attempt == 0 and a_union < 0.0 and f1 < -fmax and f1 < f0:
                 a_union *= min(max((-fmax - f0) / (f1 - f0), 0.0), 1.0)
-                _restore(x, v, lam, tipst, sc, saved)
+                _restore(x, v, lam, tipst, sc, tw, saved)
             else:
                 break
         # the union's end is exactly the kernel's depth

@@ -60,8 +60,13 @@ one rod of ``n_nodes`` nodes at a fixed spacing ``l``:
   ``EI_w / EI`` of that load (an estimate: the wire presses on the catheter lumen
   where the pair bends).
 
-Limits: beyond those of :mod:`surgsim.physics.rod` (rigid torsion, clamp quantised to
-half a segment), the catheter riding over a leading wire neither drags nor pushes it
+State, set-up and readouts shared with the single device live in
+:class:`surgsim.physics.rod._RodBase`; both run the same compiled step.
+
+Limits: beyond those of :mod:`surgsim.physics.rod` (clamp quantised to half a
+segment), each device is torsionally rigid here (the finite torsion of
+:class:`~surgsim.physics.rod.RodSolver` is off: one twist field cannot carry two
+independently turned devices), the catheter riding over a leading wire neither drags nor pushes it
 axially; the devices always share one centreline (no clearance between wire and
 catheter lumen); stretch of the two devices is not independent.
 """
@@ -76,14 +81,10 @@ import numpy as np
 from surgsim.errors import PhysicsError
 from surgsim.instruments.catheter import MAX_NODE_TURN, DeviceSpec
 from surgsim.physics import _rodkernels as _k
-from surgsim.physics.rod import _rotate, _vec3, sample_sdf
+from surgsim.physics.rod import WALL_STIFFNESS, _check_solver_args, _RodBase, _rotate
 
 __all__ = ["CoaxialSolver", "CoaxialState", "DeviceState"]
 
-_STATUS = {
-    _k.ERR_NOT_FINITE: "a node position or velocity became NaN or infinite",
-    _k.ERR_NOT_SPD: "the rod's system matrix is not positive definite",
-}
 CATHETER, WIRE = 0, 1
 _SOFT_SAMPLES = 8  # breakpoints of the wire's soft-tip stiffness profile (linear between them)
 
@@ -199,7 +200,7 @@ def _lay_out(straight: np.ndarray, n_free: int, turn: np.ndarray, h: float,
     return x
 
 
-class CoaxialSolver:
+class CoaxialSolver(_RodBase):
     """A catheter over a guidewire in a vessel lumen, as one implicit rod (see module doc).
 
     Parameters
@@ -223,7 +224,7 @@ class CoaxialSolver:
         As for :class:`surgsim.physics.rod.RodSolver` (``external_force`` is (n_nodes, 3)
         newtons; ``max_rotation_speed`` applies to each hub).
     contact_stiffness : float or None, N/m
-        Wall penalty; default: the summed push limit presses a contact 0.05 mm in.
+        Wall penalty per contact point (default :data:`surgsim.physics.rod.WALL_STIFFNESS`).
     wire_soft_length : float, metres of the wire's floppy distal end (0: uniform wire)
     wire_soft_ratio : float in (0, 1], bending stiffness at the wire's tip relative to EI_w
     """
@@ -265,20 +266,10 @@ class CoaxialSolver:
                 f"catheter {catheter.name!r} ({catheter.inner_diameter * 1e3:.3f} mm): choose a thinner "
                 "wire or a catheter with a larger inner diameter"
             )
-        if not (math.isfinite(dt) and 0 < dt <= 0.01):
-            raise PhysicsError(f"dt must be in (0, 0.01] s, got {dt!r}")
-        if not (isinstance(iterations, (int, np.integer)) and 1 <= iterations <= 100):
-            raise PhysicsError(f"iterations must be an integer in 1..100, got {iterations!r}")
-        if not (isinstance(extra_iterations, (int, np.integer)) and 0 <= extra_iterations <= 20):
-            raise PhysicsError(f"extra_iterations must be an integer in 0..20, got {extra_iterations!r}")
+        _check_solver_args(dt, iterations, extra_iterations, damping, friction_stick_speed,
+                           max_rotation_speed)
         if not (isinstance(n_nodes, (int, np.integer)) and 8 <= n_nodes <= 2000):
             raise PhysicsError(f"n_nodes must be an integer in 8..2000, got {n_nodes!r}")
-        if not (math.isfinite(damping) and 0.0 <= damping < 1.0):
-            raise PhysicsError(f"damping must be in [0, 1), got {damping!r}")
-        if not (math.isfinite(friction_stick_speed) and friction_stick_speed > 0):
-            raise PhysicsError(f"friction_stick_speed must be > 0 m/s, got {friction_stick_speed!r}")
-        if not (math.isfinite(max_rotation_speed) and max_rotation_speed > 0):
-            raise PhysicsError(f"max_rotation_speed must be > 0 rad/s, got {max_rotation_speed!r}")
         if not (math.isfinite(wire_soft_length) and wire_soft_length >= 0.0):
             raise PhysicsError(f"wire_soft_length must be >= 0 m, got {wire_soft_length!r}")
         if not (math.isfinite(wire_soft_ratio) and 0.0 < wire_soft_ratio <= 1.0):
@@ -323,81 +314,18 @@ class CoaxialSolver:
                                spec.friction, spec.max_push_force, nb]
         self._taper = h
 
-        self._access = _vec3(access_point, "access_point")
-        direc = _vec3(access_direction, "access_direction")
-        norm = np.linalg.norm(direc)
-        if norm < 1e-12:
-            raise PhysicsError("access_direction must not be the zero vector")
-        self._dir = direc / norm
-        if reference_normal is None:
-            ref = np.eye(3)[int(np.argmin(np.abs(self._dir)))]
-        else:
-            ref = _vec3(reference_normal, "reference_normal")
-        ref = ref - ref.dot(self._dir) * self._dir
-        if np.linalg.norm(ref) < 1e-9:
-            raise PhysicsError("reference_normal must not be parallel to access_direction")
-        self._uref = ref / np.linalg.norm(ref)
-
+        self._what = f"coaxial solver ({catheter.name} over {wire.name})"
+        self._init_frame(access_point, access_direction, reference_normal)
         r_max = max(catheter.outer_radius, wire.outer_radius)
-        if sdf_values is None:
-            self._has_wall = False
-            self._sdf = np.zeros((2, 2, 2), dtype=np.float32) - 1.0
-            self._vfw = np.eye(4)
-            self._wfv = np.eye(4)
-        else:
-            values = np.ascontiguousarray(sdf_values, dtype=np.float32)
-            if values.ndim != 3 or min(values.shape) < 2:
-                raise PhysicsError(
-                    f"sdf_values must be a 3D (nk, nj, ni) array with at least 2 voxels per axis, "
-                    f"got shape {values.shape}"
-                )
-            if not np.all(np.isfinite(values)):
-                raise PhysicsError("sdf_values contains NaN or infinite values: rebuild the distance field")
-            if sdf_voxel_from_world is None:
-                raise PhysicsError("sdf_voxel_from_world is required with sdf_values")
-            vfw = np.ascontiguousarray(sdf_voxel_from_world, dtype=np.float64)
-            if vfw.shape != (4, 4) or not np.all(np.isfinite(vfw)) or abs(np.linalg.det(vfw[:3, :3])) < 1e-12:
-                raise PhysicsError("sdf_voxel_from_world must be an invertible finite 4x4 matrix")
-            self._has_wall = True
-            self._sdf = values
-            self._vfw = vfw
-            self._wfv = np.ascontiguousarray(np.linalg.inv(vfw))
-            phi0, _ = sample_sdf(values, vfw, self._access[None])
-            if phi0[0] > -r_max:
-                raise PhysicsError(
-                    f"access_point {self._access.tolist()} is {1e3 * (phi0[0] + r_max):.2f} mm "
-                    "too close to or outside the lumen wall: place the sheath end inside the vessel, "
-                    "at least one catheter radius from the wall"
-                )
-
-        ks_max = (catheter.EA + wire.EA) / h
-        kb_max = (catheter.EI + wire.EI) / h**3
-        # wall penalty: the summed push limit presses a contact point 0.05 mm into the wall.
-        # (RodSolver's max(EA / l, 100 EI / l^3) grows as l^-3: at 2.5 mm nodes on the
-        # default case's 1.4 x 1.4 x 2 mm distance field it made one-step wall reactions
-        # of hundreds of newtons where the wall's curvature defeats the linearised contact.)
-        f_sum = catheter.max_push_force + wire.max_push_force
-        wc = float(contact_stiffness) if contact_stiffness is not None else max(f_sum / 5e-5, 1e4)
-        if not (math.isfinite(wc) and wc > 0):
-            raise PhysicsError(f"contact_stiffness must be positive, got {contact_stiffness!r}")
-        prm = np.zeros(_k.N_PARAMS)
-        prm[_k.P_L] = h
-        prm[_k.P_DT] = self.dt
-        prm[_k.P_KS] = ks_max
-        prm[_k.P_KB] = kb_max
-        prm[_k.P_WC] = wc
-        prm[_k.P_MU] = max(catheter.friction, wire.friction)
-        prm[_k.P_DAMP] = damping
-        prm[_k.P_R] = r_max
-        prm[_k.P_FMAX] = catheter.max_push_force + wire.max_push_force
-        prm[_k.P_EPS] = friction_stick_speed * self.dt
-        prm[_k.P_VMAX] = 20.0
-        prm[_k.P_MARGIN] = 0.02 * r_max
-        prm[_k.P_ADH] = 0.0
-        prm[_k.P_EXTRA] = extra_iterations
-        prm[_k.P_FTOL] = 1.5
-        prm[_k.P_HOLD] = 0.25 * r_max
-        self._prm = prm
+        self._init_wall(sdf_values, sdf_voxel_from_world, r_max, "catheter")
+        # wall penalty per contact point: the compliant wall of surgsim.physics.rod, the same
+        # at any node spacing (see WALL_STIFFNESS there)
+        wc = float(contact_stiffness) if contact_stiffness is not None else WALL_STIFFNESS
+        self._init_params(ks=(catheter.EA + wire.EA) / h, kb=(catheter.EI + wire.EI) / h**3, wc=wc,
+                          mu=max(catheter.friction, wire.friction), damping=damping, radius=r_max,
+                          fmax=catheter.max_push_force + wire.max_push_force,
+                          friction_stick_speed=friction_stick_speed,
+                          extra_iterations=extra_iterations, twist=False)
 
         # state
         dmax = (n - 2) * h
@@ -419,8 +347,7 @@ class CoaxialSolver:
         self._rad_pt = np.zeros(2 * n)
         self._mu_pt = np.zeros(2 * n)
         self._update_properties()
-        self._gravity = None if gravity is None else _vec3(gravity, "gravity")
-        self.set_external_force(np.zeros((n, 3)) if external_force is None else external_force)
+        self._cf_mean = np.zeros(n)
 
         s = np.arange(n) * h
         straight = self._access[None, :] - (s - depth)[:, None] * self._dir[None, :]
@@ -430,49 +357,9 @@ class CoaxialSolver:
         ang = 2.0 * np.arcsin(np.minimum(amp[nz] / (2.0 * h), 1.0))
         turn[nz] = self._bend_c[nz] * (ang / amp[nz])[:, None]
         shaped = _lay_out(straight, _k._nfree(depth, h, n), turn, h, self._dir, self._uref)
-        self._x = shaped
-        if self._has_wall:
-            inside = s < depth
-            radius = self._rad_pt[:n][inside]
-            for candidate in (shaped, straight):
-                phi, _ = sample_sdf(self._sdf, self._vfw, candidate[inside])
-                bad = np.nonzero(phi > -radius + 1e-4)[0]
-                if not bad.size:
-                    self._x = candidate
-                    break
-            else:
-                raise PhysicsError(
-                    f"initial depths (catheter {catheter_depth:.3f} m, wire {wire_depth:.3f} m): the "
-                    f"straight inserted part leaves the lumen {depth - s[bad[-1]]:.3f} m past "
-                    "access_point; start shallower and advance the devices"
-                )
-        self._x = np.ascontiguousarray(self._x)
-        self._v = np.zeros((n, 3))
-        self._lam = np.zeros(2 * n)
-        self._cforce = np.zeros(n)
-        self._facc = np.zeros(n)
-        self._cf_mean = np.zeros(n)
-        self._facc_steps = 0
-        self._incontact = np.zeros(n, dtype=np.bool_)
-        self._active = np.zeros(2 * n, dtype=np.bool_)
-        self._released = np.zeros(2 * n, dtype=np.bool_)
-        self._nrm = np.zeros((2 * n, 3))
-        self._cpl = np.zeros(2 * n)
-        self._y = np.zeros((n, 3))
-        self._ystar = np.zeros((n, 3))
-        self._tseg = np.zeros((n - 1, 3))
-        self._useg = np.zeros((n - 1, 3))
-        self._dvec = np.zeros((n, 3))
-        self._Ab = np.zeros((3 * n, _k.BAND + 1))
-        self._rhs = np.zeros(3 * n)
-        self._sol = np.zeros(3 * n)
-        self._tipst = np.zeros(6)
-        self._saved = np.zeros(8 * n + 6 + _k.N_SCALARS)
-        _k.compute_frames(self._x, self._dir, self._uref, 0.0, self._tseg, self._useg)
-        self._tipst[:3] = self._tseg[0]
-        self._tipst[3:] = self._useg[0]
-        self._sc[_k.S_TIP_INIT] = 1.0
-        self._step = 0
+        x = self._place(shaped, straight, depth, self._rad_pt[:n],
+                        f"initial depths (catheter {catheter_depth:.3f} m, wire {wire_depth:.3f} m)")
+        self._init_state(x, gravity, external_force)
 
     def _update_properties(self) -> None:
         cs = self._cs
@@ -483,18 +370,6 @@ class CoaxialSolver:
         )  # fmt: skip
 
     # -- inputs ----------------------------------------------------------------------
-    def set_external_force(self, forces: np.ndarray) -> None:
-        """Set constant external forces on the nodes (newtons, (n, 3)); gravity is added each step.
-
-        Gravity uses the node masses of the start (the masses change as the devices slide).
-        """
-        f = np.asarray(forces, dtype=np.float64)
-        if f.shape != (self._n, 3) or not np.all(np.isfinite(f)):
-            raise PhysicsError(f"external_force must be a finite ({self._n}, 3) array of newtons")
-        self._fext = f.copy()
-        if self._gravity is not None:
-            self._fext += self._mass[:, None] * self._gravity[None, :]
-
     def run(
         self,
         n_steps: int,
@@ -529,56 +404,11 @@ class CoaxialSolver:
         rot_w = min(max(rot_w, -rmax), rmax)
         status = _k.run_coaxial_steps(
             n_steps, adv_c, adv_w, rot_c, rot_w, self._cs, self._dev_sc, self._dev_bp, self._dev_ei,
-            self._dev_kap, self._taper,
-            self._x, self._v, self._fext, self._mass, self._bend_c, self._sc, self._tipst, self._prm,
-            self.iterations, self._access, self._dir, self._uref, self._sdf, self._vfw, self._wfv,
-            self._has_wall, self._lam, self._cforce, self._incontact, self._active, self._released,
-            self._nrm, self._cpl, self._y, self._ystar, self._tseg, self._useg, self._dvec, self._Ab,
-            self._rhs, self._sol, self._saved, self._facc, self._ks_seg, self._kb_node,
-            self._rad_pt, self._mu_pt, self._cf_mean,
+            self._dev_kap, self._taper, *self._kernel_arrays(), self._cf_mean,
         )  # fmt: skip
-        self._step += n_steps
-        self._facc_steps += n_steps
-        if status != _k.OK:
-            raise PhysicsError(
-                f"coaxial solver failed near step {self._step} ({self.catheter.name} over "
-                f"{self.wire.name}): {_STATUS.get(status, status)}; reduce dt or the push speed "
-                "and report the input log"
-            )
-
-    def take_mean_contact_force(self) -> np.ndarray:
-        """Mean normal contact force per node since the last call, (n,) float, newtons (resets)."""
-        mean = self._facc / self._facc_steps if self._facc_steps else self._cforce.copy()
-        self._facc[:] = 0.0
-        self._facc_steps = 0
-        return mean
+        self._finish_run(n_steps, status)
 
     # -- readouts --------------------------------------------------------------------
-    @property
-    def n_nodes(self) -> int:
-        """Nodes of the combined rod."""
-        return self._n
-
-    @property
-    def segment_length(self) -> float:
-        """Node spacing, metres."""
-        return self._l
-
-    @property
-    def positions(self) -> np.ndarray:
-        """(n, 3) float, metres (live view, do not modify); node 0 is the union's distal end."""
-        return self._x
-
-    @property
-    def velocities(self) -> np.ndarray:
-        """(n, 3) float, m/s (live view)."""
-        return self._v
-
-    @property
-    def depth(self) -> float:
-        """Depth of the union's distal end (the larger device depth), metres."""
-        return float(self._sc[_k.S_DEPTH])
-
     @property
     def catheter_depth(self) -> float:
         """Catheter length past the entry, metres."""
@@ -588,43 +418,6 @@ class CoaxialSolver:
     def wire_depth(self) -> float:
         """Wire length past the entry, metres."""
         return float(self._cs[_k.C_DEPTH + WIRE])
-
-    @property
-    def max_depth(self) -> float:
-        """Largest depth of either device, metres."""
-        return float(self._sc[_k.S_DEPTH_MAX])
-
-    @property
-    def push_force(self) -> float:
-        """Axial force at the sheath in the last step, newtons (compression > 0)."""
-        return float(self._sc[_k.S_PUSH])
-
-    @property
-    def contact_force(self) -> np.ndarray:
-        """(n,) float, newtons of normal wall force per node (live view)."""
-        return self._cforce
-
-    @property
-    def in_contact(self) -> np.ndarray:
-        """(n,) bool (live view)."""
-        return self._incontact
-
-    @property
-    def inside(self) -> np.ndarray:
-        """(n,) bool: nodes past the entry."""
-        return np.arange(self._n) * self._l < self.depth
-
-    @property
-    def free(self) -> np.ndarray:
-        """(n,) bool: nodes the solver moves."""
-        out = np.zeros(self._n, dtype=bool)
-        out[: _k._nfree(self.depth, self._l, self._n)] = True
-        return out
-
-    @property
-    def step_count(self) -> int:
-        """Steps taken since construction."""
-        return self._step
 
     def bending_stiffness(self) -> np.ndarray:
         """(n,) float, N m^2: EI of the combined section at each node (0 at both ends)."""
@@ -650,13 +443,6 @@ class CoaxialSolver:
         pos = (1.0 - t) * x[j] + t * x[j + 1]
         d = x[j] - x[j + 1]
         return pos, d / max(float(np.linalg.norm(d)), 1e-12)
-
-    def wall_distance(self, points: np.ndarray | None = None) -> np.ndarray:
-        """Signed distance (metres) of ``points`` (default: the nodes) to the lumen wall."""
-        pts = self._x if points is None else points
-        if not self._has_wall:
-            return np.full(len(np.atleast_2d(pts)), -np.inf)
-        return sample_sdf(self._sdf, self._vfw, pts)[0]
 
     def _device_state(self, k: int) -> DeviceState:
         pos, d = self.device_tip(k)

@@ -197,7 +197,7 @@ def bench_anatomy(run_naive: bool = True) -> dict:
         array, w = naive_read(folder)
         stages["read"] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        naive_mask = segment(Volume(array=array, world_from_voxel=w), "vessels")
+        naive_mask = segment(Volume(array=array, world_from_voxel=w), "vessels", reference=True)
         stages["segment"] = time.perf_counter() - t1
         del array
         mesh, times = naive_surface(naive_mask, w, TARGET_TRIANGLES)

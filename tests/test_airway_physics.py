@@ -203,3 +203,22 @@ def test_levering_on_the_upper_incisors_loads_them_with_a_levering_component(lif
     assert lever["incisor_axial"][k] ** 2 + lever["incisor_lever"][k] ** 2 == pytest.approx(
         lever["incisor_force"][k] ** 2, rel=0.05)
     assert peak < 200.0
+
+
+def test_wall_mesh_disk_cache_gives_the_same_mesh_and_rebuilds_a_damaged_entry(monkeypatch, tmp_path):
+    from surgsim.physics import airway
+
+    monkeypatch.setenv("SURGSIM_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(airway, "_MESH_CACHE", {})
+    d = design("child", 0.1)
+    built = airway.wall_mesh(d, triangles=3000)
+    folder = airway._wall_cache_folder(airway._wall_cache_key(d, 3000))
+    assert (folder / "wall.vtp").is_file()
+    monkeypatch.setattr(airway, "_MESH_CACHE", {})
+    loaded = airway.wall_mesh(d, triangles=3000)  # read back from disk: bit for bit (replays depend on it)
+    assert loaded.points.dtype == built.points.dtype
+    assert np.array_equal(loaded.points, built.points) and np.array_equal(loaded.faces, built.faces)
+    (folder / "wall.vtp").write_bytes(b"<VTKFile damaged")
+    monkeypatch.setattr(airway, "_MESH_CACHE", {})
+    rebuilt = airway.wall_mesh(d, triangles=3000)
+    assert np.array_equal(rebuilt.points, built.points)

@@ -36,6 +36,7 @@ import contextlib
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -632,6 +633,81 @@ def wall_mesh(design, triangles: int = 12000):
 
     key = (design.params, round(float(design.extension), 9), int(triangles))
     if key not in _MESH_CACHE:
-        mask, wfv = lumen_mask(design, 2.0)
-        _MESH_CACHE[key] = surface_from_mask(mask, wfv, target_triangles=triangles, smooth_iterations=10)
+        disk_key = _wall_cache_key(design, triangles)
+        mesh = _read_cached_wall(disk_key)
+        if mesh is None:
+            mask, wfv = lumen_mask(design, 2.0)
+            mesh = surface_from_mask(mask, wfv, target_triangles=triangles, smooth_iterations=10)
+            _write_cached_wall(disk_key, mesh)
+        _MESH_CACHE[key] = mesh
     return _MESH_CACHE[key].copy(deep=True)
+
+
+def _wall_cache_key(design, triangles: int) -> str:
+    """Disk cache key of a wall mesh: the generator's and surface pipeline's sources, the design, the budget."""
+    import hashlib
+    import json
+    from dataclasses import asdict
+
+    from surgsim.anatomy import surface
+    from surgsim.cases import airway_phantom
+
+    def digest(module) -> str:
+        return hashlib.sha256(Path(module.__file__).read_bytes()).hexdigest()
+
+    return json.dumps({"wall_cache_version": 1, "generator_version": airway_phantom.GENERATOR_VERSION,
+                       "generator_sha256": digest(airway_phantom), "surface_sha256": digest(surface),
+                       "params": asdict(design.params), "extension": round(float(design.extension), 9),
+                       "triangles": int(triangles)}, sort_keys=True, default=str)
+
+
+def _wall_cache_folder(key: str) -> Path:
+    import hashlib
+
+    from surgsim.paths import cache_dir
+
+    return cache_dir() / "airway-wall" / hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _read_cached_wall(key: str):
+    """The cached wall mesh under ``key``, or None (missing, stale or damaged: it is rebuilt)."""
+    import shutil
+    import warnings
+
+    import pyvista as pv
+
+    folder = _wall_cache_folder(key)
+    try:
+        if (folder / "key.json").read_text(encoding="utf-8") != key:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a reader's complaint means a damaged file
+            mesh = pv.read(folder / "wall.vtp")
+        if not mesh.n_cells:
+            raise ValueError("empty wall mesh")
+        return mesh
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, Warning):
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+
+
+def _write_cached_wall(key: str, mesh) -> None:
+    """Write atomically (temporary folder renamed into place); an unwritable cache only costs a rebuild."""
+    import shutil
+    import tempfile
+
+    folder = _wall_cache_folder(key)
+    tmp = None
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+        mesh.save(tmp / "wall.vtp", binary=True)
+        (tmp / "key.json").write_text(key, encoding="utf-8")
+        tmp.rename(folder)
+    except OSError:
+        pass
+    finally:
+        if tmp is not None and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

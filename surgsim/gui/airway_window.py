@@ -41,14 +41,13 @@ from PySide6.QtWidgets import (  # noqa: E402
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 from pyvistaqt import QtInteractor  # noqa: E402
 
-from surgsim.gui.main_window import AttemptRecorder, records_status_label  # noqa: E402
+from surgsim.gui.main_window import add_score_section  # noqa: E402
 from surgsim.render.airway import LARYNGOSCOPE_VIEW_SIZE, AirwayScene, build_anatomy, view_frame  # noqa: E402
 
 #: Hand speeds at a held key: linear m/s, angular rad/s; Shift multiplies by FINE.
@@ -499,18 +498,8 @@ class IntubationWindow(QMainWindow):
         self.help.setWordWrap(True)
         layout.addWidget(self.help)
 
-        self.result_title = QLabel("Score: finish the attempt to see it")
-        self.result_title.setObjectName("result_title")
-        self.result_title.setWordWrap(True)
-        self.result_title.setFont(QFont(title.font().family(), 11, QFont.Weight.Bold))
-        layout.addWidget(self.result_title)
-        self.records_status = records_status_label()
-        layout.addWidget(self.records_status)
-        self.recorder = AttemptRecorder(self.records_status, lambda: self.records)
-        self.result_table = QTableWidget(0, 4)
-        self.result_table.setHorizontalHeaderLabels(["metric", "value", "unit", "sub-score"])
-        self.result_table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        layout.addWidget(self.result_table, stretch=1)
+        self.result_title, self.result_table = add_score_section(
+            self, layout, "Score: finish the attempt to see it", "result_title", title.font().family())
 
         dock = QDockWidget("Patient and procedure", self)
         dock.setWidget(panel)

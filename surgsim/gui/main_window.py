@@ -218,6 +218,28 @@ def records_status_label() -> QLabel:
     return label
 
 
+def add_score_section(window, layout, heading: str, object_name: str, font_family: str
+                      ) -> tuple[QLabel, QTableWidget]:
+    """Add a simulator window's score heading, records status line and metric table to ``layout``.
+
+    Sets ``window.records_status`` and ``window.recorder`` (an :class:`AttemptRecorder`
+    saving to ``window.records``); returns the heading label and the metric table.
+    """
+    heading_label = QLabel(heading)
+    heading_label.setObjectName(object_name)
+    heading_label.setWordWrap(True)
+    heading_label.setFont(QFont(font_family, 11, QFont.Weight.Bold))
+    layout.addWidget(heading_label)
+    window.records_status = records_status_label()
+    layout.addWidget(window.records_status)
+    window.recorder = AttemptRecorder(window.records_status, lambda: window.records)
+    table = QTableWidget(0, 4)
+    table.setHorizontalHeaderLabels(["metric", "value", "unit", "sub-score"])
+    table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    layout.addWidget(table, stretch=1)
+    return heading_label, table
+
+
 class _KeyFilter(QObject):
     """Routes the simulator's keys to the window wherever the focus is."""
 
@@ -330,18 +352,8 @@ class MainWindow(QMainWindow):
         self.restart_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         layout.addWidget(self.restart_button)
 
-        self.debrief_title = QLabel("Debrief: finish an attempt to see its score")
-        self.debrief_title.setObjectName("debrief_title")
-        self.debrief_title.setWordWrap(True)
-        self.debrief_title.setFont(QFont(title.font().family(), 11, QFont.Weight.Bold))
-        layout.addWidget(self.debrief_title)
-        self.records_status = records_status_label()
-        layout.addWidget(self.records_status)
-        self.recorder = AttemptRecorder(self.records_status, lambda: self.records)
-        self.debrief = QTableWidget(0, 4)
-        self.debrief.setHorizontalHeaderLabels(["metric", "value", "unit", "sub-score"])
-        self.debrief.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        layout.addWidget(self.debrief, stretch=1)
+        self.debrief_title, self.debrief = add_score_section(
+            self, layout, "Debrief: finish an attempt to see its score", "debrief_title", title.font().family())
 
         dock = QDockWidget("Procedure", self)
         dock.setWidget(panel)

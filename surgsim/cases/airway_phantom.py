@@ -252,13 +252,14 @@ def _polyline(points, radii, step: float = 2.0) -> _Tube:
     return _Tube(np.vstack([np.atleast_2d(x) for x in out_p]), np.concatenate([np.atleast_1d(x) for x in out_r]))
 
 
-def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
+def design(variant: str | AirwayParams = "adult", extension: float = 0.0) -> AirwayDesign:
     """Analytic design of an airway phantom.
 
     Parameters
     ----------
-    variant : str
-        One of :data:`VARIANTS`.
+    variant : str or AirwayParams
+        One of :data:`VARIANTS`, or a variant's parameters (e.g. with a patient's
+        trachea, :func:`surgsim.anatomy.trachea.patient_airway_params`).
     extension : float
         Head extension about the atlanto-occipital joint, radians (clipped to
         the variant's ``max_extension``; 0 = neutral).
@@ -268,9 +269,12 @@ def design(variant: str = "adult", extension: float = 0.0) -> AirwayDesign:
     ValueError
         Unknown variant.
     """
-    if variant not in PARAMS:
+    if isinstance(variant, AirwayParams):
+        P = variant
+    elif variant in PARAMS:
+        P = PARAMS[variant]
+    else:
         raise ValueError(f"unknown airway phantom variant {variant!r}; choose one of {VARIANTS}")
-    P = PARAMS[variant]
     ext = float(np.clip(extension, 0.0, P.max_extension))
     sc = P.scale
 

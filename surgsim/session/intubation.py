@@ -244,9 +244,8 @@ class IntubationSession(SteppedSession):
     """
 
     def __init__(self, scenario, seed: int | None = None, variant: str | None = None):
-        from surgsim.cases.airway_phantom import PARAMS, design
+        from surgsim.cases.airway_phantom import PARAMS
         from surgsim.instruments.airway import BLADES, TUBES
-        from surgsim.physics.airway import AirwayWorld, start_poses
         from surgsim.physiology.oxygen import PRESETS, OxygenModel
 
         self.scenario = scenario
@@ -264,17 +263,12 @@ class IntubationSession(SteppedSession):
         if physiology not in PRESETS:
             raise ScenarioError(f"scenario {scenario.id}: patient.physiology {physiology!r} is not "
                                 f"a preset ({', '.join(PRESETS)})")
-        ext = min(HEAD_EXTENSION, PARAMS[self.variant].max_extension)
-        self.design = design(self.variant, ext)
-        self.geometry = AirwayGeometry(self.design)
-        self.world = AirwayWorld(self.design, self.blade_spec, self.tube_spec, DT,
-                                 *start_poses(self.design, self.blade_spec, self.tube_spec))
+        #: the anatomy's parameters (the variant's, or with a patient's trachea)
+        self.params = PARAMS[self.variant]
         self.oxygen = OxygenModel(physiology)
         self.oxygen.airway, self.oxygen.fio2 = "open", 0.21  # apnoea, mask off
         self._tube_pts, self._tube_marks = self.tube_spec.centerline(0.005)
-        self._glottis_pts = self.geometry.glottis_samples()
-        self._view = (0.0, 4)
-        self.reference_path_length = float(np.linalg.norm(self.geometry.glottis - self.geometry.mouth))
+        self._build_airway(min(HEAD_EXTENSION, self.params.max_extension))
         self.step_index = 0
         self.commands: dict[str, float] = {k: 0.0 for k in ACTIONS if k != "finish"}
         self.inputs: list[InputEvent] = []
@@ -286,6 +280,25 @@ class IntubationSession(SteppedSession):
         self._was_ventilating = False
         self.finished = False
         self._record()
+
+    def _build_airway(self, extension: float, poses=None) -> None:
+        """(Re)build the anatomy for a head extension (radians): design, detection geometry, physics world.
+
+        ``poses``: ((blade pos, rot), (tube pos, rot)) to start the instruments at
+        (default: :func:`surgsim.physics.airway.start_poses`).
+        """
+        from surgsim.cases.airway_phantom import design
+        from surgsim.physics.airway import AirwayWorld, start_poses
+
+        self.head_extension = float(extension)
+        self.design = design(self.params, self.head_extension)
+        self.geometry = AirwayGeometry(self.design)
+        if poses is None:
+            poses = start_poses(self.design, self.blade_spec, self.tube_spec)
+        self.world = AirwayWorld(self.design, self.blade_spec, self.tube_spec, DT, *poses)
+        self._glottis_pts = self.geometry.glottis_samples()
+        self._view = (0.0, 4)
+        self.reference_path_length = float(np.linalg.norm(self.geometry.glottis - self.geometry.mouth))
 
     # ------------------------------------------------------------------ inputs
     def apply(self, action: str, value: float = 0.0) -> None:
@@ -722,14 +735,15 @@ def plan_tube_poses(design, tube, tip_path: np.ndarray, theta0: float | None = N
 class _Script:
     """What a scripted attempt needs about one case: design, geometry, devices, arcs and grips."""
 
-    def __init__(self, variant: str, blade: str, tube: str, depth_m: float):
+    def __init__(self, variant, blade: str, tube: str, depth_m: float):
         from surgsim.cases.airway_phantom import PARAMS
         from surgsim.cases.airway_phantom import design as make_design
         from surgsim.instruments.airway import BLADES, TUBES
         from surgsim.physics.airway import BladeArc, start_poses
 
         self.bl, self.tu = BLADES[blade], TUBES[tube]
-        self.d = make_design(variant, min(HEAD_EXTENSION, PARAMS[variant].max_extension))
+        P = PARAMS[variant] if isinstance(variant, str) else variant
+        self.d = make_design(P, min(HEAD_EXTENSION, P.max_extension))
         self.g = AirwayGeometry(self.d)
         _, (self.tip0, self.rt) = start_poses(self.d, self.bl, self.tu)
         self.arc = BladeArc(self.d, self.bl)
@@ -883,9 +897,11 @@ class _Script:
 SCRIPT_KINDS = ("expert", "oesophageal", "novice", "levering", "laryngoscopy")
 
 
-def scripted_attempt(variant: str = "adult", kind: str = "expert", blade: str = "macintosh_3",
+def scripted_attempt(variant="adult", kind: str = "expert", blade: str = "macintosh_3",
                      tube: str = "ett_7_5", depth_m: float = 0.215) -> list[InputEvent]:
     """A scripted attempt as an input log (hand velocities, cuff, bag, finish).
+
+    ``variant``: an airway variant name or its :class:`~surgsim.cases.airway_phantom.AirwayParams`.
 
     Kinds (:data:`SCRIPT_KINDS`):
 

@@ -206,8 +206,12 @@ def cmd_case_import(args: argparse.Namespace) -> int:
         if not args.quiet:
             rep = manifest["report"]
             print(f"  labels: {', '.join(manifest['labels'])}", file=sys.stderr)
-            print(f"  {rep['n_triangles']} triangles, arch type {rep.get('arch_type') or '?'}; use it in a "
-                  f"scenario as  case: {{case_id: {case_id}}}", file=sys.stderr)
+            if manifest["source"].get("preset") == "airway":
+                print(f"  {rep['summary']}; use it in an intubation scenario as  "
+                      f"case: {{phantom: airway-adult, trachea_case_id: {case_id}}}", file=sys.stderr)
+            else:
+                print(f"  {rep['n_triangles']} triangles, arch type {rep.get('arch_type') or '?'}; use it in a "
+                      f"scenario as  case: {{case_id: {case_id}}}", file=sys.stderr)
     return 0
 
 
@@ -227,8 +231,13 @@ def cmd_case_list(args: argparse.Namespace) -> int:
             continue
         src = m["source"]
         kind = f"dicom ({src.get('preset')})" if src["kind"] == "dicom" else "mesh"
-        labels = ", ".join(lab for lab in m["labels"] if "_branch_" not in lab)
-        print(f"{m['case_id']}  {kind:15s} {m['created']}  arch {m['report'].get('arch_type') or '?':3s} {labels}")
+        created = m.get("created", "?")
+        report = m.get("report") if isinstance(m.get("report"), dict) else {}
+        if src.get("preset") == "airway":
+            print(f"{m['case_id']}  {kind:15s} {created}  {report.get('summary', '')}")
+            continue
+        labels = ", ".join(lab for lab in m.get("labels") or [] if "_branch_" not in lab)
+        print(f"{m['case_id']}  {kind:15s} {created}  arch {report.get('arch_type') or '?':3s} {labels}")
     return 0
 
 
@@ -755,9 +764,10 @@ def build_parser() -> argparse.ArgumentParser:
     cimp = case_sub.add_parser("import", help="import a contrast CT (DICOM folder) or a vessel surface as a case; "
                                "prints its id")
     cimp.add_argument("source", help="DICOM folder, or a surface file (.stl, .obj, .vtp...; metres or mm)")
-    cimp.add_argument("--preset", default="vessels", help="segmentation preset of a DICOM import (vessels)")
+    cimp.add_argument("--preset", default="vessels", choices=["vessels", "airway"],
+                      help="vessels: a contrast CT for catheters; airway: a chest CT's trachea for intubation")
     cimp.add_argument("--series", help="series key from `surgsim dicom info` when the folder holds several")
-    cimp.add_argument("--seed", help="a point inside the aorta, x,y,z in mm (LPS)")
+    cimp.add_argument("--seed", help="a point inside the aorta (or trachea), x,y,z in mm (LPS)")
     cimp.add_argument("--orientation", default="auto", choices=["auto", "lps"],
                       help="surface files: rotate an arch that does not point up (auto) or keep the file's frame")
     cimp.add_argument("--json", action="store_true", help="print the case's manifest as JSON")

@@ -269,9 +269,9 @@ def test_scenario_with_an_unknown_case_id_names_the_scenario():
         load_case_for(_scenario({"case_id": "case-123456789abc"}))
 
 
-def test_only_the_vessels_preset_makes_a_case(tmp_path):
-    with pytest.raises(AnatomyError, match="only the 'vessels' preset"):
-        import_dicom_case(tmp_path, preset="airway")
+def test_only_the_vessels_and_airway_presets_make_a_case(tmp_path):
+    with pytest.raises(AnatomyError, match="imported with 'vessels'.*or 'airway'"):
+        import_dicom_case(tmp_path, preset="bone")
 
 
 # --------------------------------------------------------------------------- DICOM case

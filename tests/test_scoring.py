@@ -113,6 +113,7 @@ def test_catalogue_entries_are_complete():
         "incisor_peak_force_n",
         "tube_depth_m",
         "tip_to_carina_m",
+        "tube_position_error_m",
         "spo2_nadir",
         "time_below_90_s",
         "time_to_intubation_s",

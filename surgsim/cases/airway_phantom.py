@@ -103,7 +103,16 @@ class AirwayParams:
     pharynx_radius_mm : oropharynx lumen radius
     trachea_radius_mm : trachea lumen radius
     neck_fat_mm : subcutaneous fat thickness of the neck
-    incisor_to_carina_mm : nominal airway length (used for the design, not enforced)
+    trachea_length_mm : cricoid to carina along the trachea; ``None``: the design's
+        (125.6 mm adult, scaled)
+    lower_trachea_radius_mm : lumen radius of the trachea from 15 mm below the cricoid
+        to the carina (a patient's, scaled); ``None``: ``trachea_radius_mm``. The
+        larynx and cords keep ``trachea_radius_mm``.
+    right_bronchus_deg, left_bronchus_deg : angle of each main bronchus from the
+        downward tracheal axis (a patient's), degrees; ``None``: the design's
+        bronchi (25 and 45 degrees from the vertical in the coronal plane)
+    source : where the trachea came from (``"phantom"``, or ``"case-..."``: a
+        chest CT measured by :mod:`surgsim.anatomy.trachea`)
     """
 
     name: str
@@ -115,6 +124,11 @@ class AirwayParams:
     pharynx_radius_mm: float = 12.0
     trachea_radius_mm: float = 9.5
     neck_fat_mm: float = 6.0
+    trachea_length_mm: float | None = None
+    lower_trachea_radius_mm: float | None = None
+    right_bronchus_deg: float | None = None
+    left_bronchus_deg: float | None = None
+    source: str = "phantom"
 
 
 PARAMS: dict[str, AirwayParams] = {
@@ -290,6 +304,8 @@ def design(variant: str | AirwayParams = "adult", extension: float = 0.0) -> Air
     carina = S((0.0, 28.0, -28.0))
     cricoid = S((0.0, -15.0, 115.0)) + la * 0.6 + dl
     u_t = _unit(carina - cricoid)  # down the trachea
+    if P.trachea_length_mm is not None:  # a measured trachea: same axis, its own length
+        carina = cricoid + P.trachea_length_mm * sc * u_t
     glottis = cricoid - 20.0 * sc * u_t
     inlet = glottis - 25.0 * sc * u_t
     oes_in = S((0.0, -0.8, 141.0)) + 0.3 * la + dl
@@ -346,12 +362,16 @@ def design(variant: str | AirwayParams = "adult", extension: float = 0.0) -> Air
         return _Ellipsoid(warp1(c), np.asarray(r, float), warp_rot(c) @ rot)
 
     r_tr = P.trachea_radius_mm * sc
+    # the trachea below the cricoid (a patient's lumen when measured), reached over 15 mm
+    r_lo = (P.lower_trachea_radius_mm if P.lower_trachea_radius_mm is not None else P.trachea_radius_mm) * sc
+    taper_end = cricoid + min(15.0 * sc, 0.5 * float(np.linalg.norm(carina - cricoid))) * u_t
+    trachea_pts, trachea_r = [cricoid, taper_end, carina], [r_tr, r_lo, r_lo]
     r_ph = P.pharynx_radius_mm * sc
 
     # ---- air spaces
     mouth_c0 = 0.5 * (ui + lower_at(phi))
     air = {
-        "trachea": [tube([cricoid, carina], [r_tr, r_tr])],
+        "trachea": [tube(trachea_pts, trachea_r)],
         "larynx": [tube([glottis, cricoid], [0.85 * r_tr, r_tr]),
                    tube([inlet, glottis], [0.95 * r_tr * 0.95, 0.85 * r_tr])],
         "pharynx": [tube([S((0, -6, 222)), S((0, -9, 190)), S((0, -8, 165)) + 0.5 * la + dl, oes_in],
@@ -364,11 +384,17 @@ def design(variant: str | AirwayParams = "adult", extension: float = 0.0) -> Air
                              [0.42 * P.mouth_opening_mm * sc, 0.42 * P.mouth_opening_mm * sc])],
         "vallecula": [ell(S((0, -40, 170)) + lx, S((12, 5, 6)))],
     }
-    a_r, a_l = np.radians(25.0), np.radians(45.0)
-    rmb_end = carina + 40.0 * sc * np.array([-np.sin(a_r), 0.0, -np.cos(a_r)])
-    lmb_end = carina + 45.0 * sc * np.array([np.sin(a_l), 0.0, -np.cos(a_l)])
-    air["right_main_bronchus"] = [tube([carina, rmb_end], [0.75 * r_tr, 0.7 * r_tr])]
-    air["left_main_bronchus"] = [tube([carina, lmb_end], [0.65 * r_tr, 0.6 * r_tr])]
+    def bronchus(deg, design_deg, side):  # side -1: patient right (-x)
+        if deg is None:  # the design's: from the vertical
+            a = np.radians(design_deg)
+            return np.array([side * np.sin(a), 0.0, -np.cos(a)])
+        a = np.radians(deg)  # a patient's: from the tracheal axis, toward its side
+        return np.cos(a) * u_t + np.sin(a) * np.array([side, 0.0, 0.0])
+
+    rmb_end = carina + 40.0 * sc * bronchus(P.right_bronchus_deg, 25.0, -1.0)
+    lmb_end = carina + 45.0 * sc * bronchus(P.left_bronchus_deg, 45.0, 1.0)
+    air["right_main_bronchus"] = [tube([carina, rmb_end], [0.75 * r_lo, 0.7 * r_lo])]
+    air["left_main_bronchus"] = [tube([carina, lmb_end], [0.65 * r_lo, 0.6 * r_lo])]
     oesophagus = [tube([oes_in, oes_end], [7.0 * sc, 7.0 * sc], step=4.0)]
 
     # ---- tongue (moves with the mandible), epiglottis, cords, arytenoids
@@ -433,6 +459,8 @@ def design(variant: str | AirwayParams = "adult", extension: float = 0.0) -> Air
 
     # ---- body outline: neck cylinder blending into an ellipsoidal head and the chest
     fov_lo = S((-85.0, -140.0, -80.0))
+    # a long trachea takes the carina and bronchi lower: keep them 12 mm inside the volume
+    fov_lo[2] = min(fov_lo[2], min(rmb_end[2], lmb_end[2], oes_end[2]) - 12.0 * sc)
     fov_hi = S((85.0, 95.0, 275.0))
     fat = P.neck_fat_mm * sc
     body = [("neck", S((0.0, 8.0, 0.0)), S((58.0, 62.0, 0.0))),
@@ -470,9 +498,9 @@ def design(variant: str | AirwayParams = "adult", extension: float = 0.0) -> Air
         "ao_joint": ao,
     }
     cl = {
-        "trachea": _polyline([cricoid, carina], [r_tr, r_tr], 1.0),
-        "right_main_bronchus": _polyline([carina, rmb_end], [0.75 * r_tr, 0.7 * r_tr], 1.0),
-        "left_main_bronchus": _polyline([carina, lmb_end], [0.65 * r_tr, 0.6 * r_tr], 1.0),
+        "trachea": _polyline(trachea_pts, trachea_r, 1.0),
+        "right_main_bronchus": _polyline([carina, rmb_end], [0.75 * r_lo, 0.7 * r_lo], 1.0),
+        "left_main_bronchus": _polyline([carina, lmb_end], [0.65 * r_lo, 0.6 * r_lo], 1.0),
         "oesophagus": _polyline([oes_in, oes_end], [7.0 * sc, 7.0 * sc], 1.0),
         "pharynx": _polyline([S((0, -6, 222)), S((0, -9, 190)), S((0, -8, 165)) + 0.5 * la + dl, oes_in],
                              [r_ph, r_ph, 0.9 * r_ph, 6.0 * sc], 1.0),

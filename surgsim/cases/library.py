@@ -12,6 +12,12 @@ hash of the de-identified series key), no patient attributes.
 A scenario refers to a library case with ``case: {case_id: case-...}``, or to a
 DICOM folder with ``case: {dicom: folder, preset: vessels}``, which is imported
 into the library on first use (:func:`surgsim.cli.load_case_for`).
+
+A chest CT imported with the ``airway`` preset is an *airway case*: ``case/``
+holds only ``trachea.json``, the patient's measured trachea
+(:class:`surgsim.anatomy.trachea.TracheaMeasure`), which an intubation scenario
+puts into its airway phantom with ``case: {phantom: airway-adult, trachea_case_id: case-...}``
+(:func:`load_trachea`).
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ __all__ = [
     "library_dir",
     "list_cases",
     "load_case",
+    "load_trachea",
     "read_manifest",
 ]
 
@@ -48,6 +55,9 @@ LIBRARY_FORMAT = 1
 MANIFEST = "manifest.json"
 #: Presets whose cases the catheter simulation can use.
 SIMULATABLE_PRESETS = ("vessels",)
+#: Presets a DICOM series can be imported with: vessel cases, and airway cases (a measured trachea).
+IMPORT_PRESETS = ("vessels", "airway")
+TRACHEA_FILE = "trachea.json"
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _HINT = "import it with `surgsim case import FOLDER_OR_MESH` and list the library with `surgsim case list`"
 
@@ -150,7 +160,11 @@ def load_case(case_id: str) -> VesselCase:
     """
     from surgsim.cases.build import _load
 
-    read_manifest(case_id)
+    manifest = read_manifest(case_id)
+    if manifest["source"].get("preset") == "airway":
+        raise AnatomyError(
+            f"case {case_id!r} is an airway case (a measured trachea), not vessels for a catheter; use it "
+            f"in an intubation scenario as  case: {{phantom: airway-adult, trachea_case_id: {case_id}}}")
     folder = case_folder(case_id) / "case"
     try:
         case = _load(folder)
@@ -164,6 +178,30 @@ def load_case(case_id: str) -> VesselCase:
             f"case {case_id!r}: {folder / 'case.json'} holds case {case.case_id!r}; re-import the case"
         )
     return case
+
+
+def load_trachea(case_id: str):
+    """The measured trachea of an airway case (:class:`~surgsim.anatomy.trachea.TracheaMeasure`).
+
+    Raises
+    ------
+    AnatomyError
+        Unknown id, not an airway case, or a damaged file (the message says what to do).
+    """
+    from surgsim.anatomy.trachea import TracheaMeasure
+
+    manifest = read_manifest(case_id)
+    if manifest["source"].get("preset") != "airway":
+        raise AnatomyError(
+            f"case {case_id!r} is not an airway case; import a chest CT with "
+            "`surgsim case import FOLDER --preset airway` and use that case's id")
+    path = case_folder(case_id) / "case" / TRACHEA_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise AnatomyError(f"case {case_id!r}: {path} cannot be read ({type(exc).__name__}: {exc}); "
+                           f"re-import the chest CT or delete {path.parent.parent}") from None
+    return TracheaMeasure.from_dict(data, where=f"case {case_id!r}: {path}")
 
 
 def list_cases() -> list[dict[str, Any]]:
@@ -187,7 +225,8 @@ def _is_usable(case_id: str) -> bool:
         m = read_manifest(case_id)
     except AnatomyError:
         return False
-    return m.get("build_version") == BUILD_VERSION and (case_folder(case_id) / "case" / "case.json").is_file()
+    main = TRACHEA_FILE if m["source"].get("preset") == "airway" else "case.json"
+    return m.get("build_version") == BUILD_VERSION and (case_folder(case_id) / "case" / main).is_file()
 
 
 # --------------------------------------------------------------------------- writing
@@ -207,33 +246,37 @@ def _summary(case: VesselCase) -> dict[str, Any]:
 
 
 def _store(case: VesselCase, source: dict[str, Any], seconds: float) -> None:
-    """Write the case and its manifest through a temporary folder renamed into place."""
+    """Write a vessel case and its manifest through a temporary folder renamed into place."""
     from surgsim.cases.build import _save
 
+    _store_folder(case.case_id, lambda folder: _save(case, folder), source, seconds, labels=list(case.labels),
+                  access_m=[round(float(v), 6) for v in case.access], report=_summary(case))
+
+
+def _store_folder(case_id: str, write, source: dict[str, Any], seconds: float, **fields: Any) -> None:
+    """Write a case folder (``write(folder)`` fills ``case/``) and its manifest, renamed into place."""
     root = library_dir()
-    final = case_folder(case.case_id)
+    final = case_folder(case_id)
     manifest = {
         "format": LIBRARY_FORMAT,
-        "case_id": case.case_id,
+        "case_id": case_id,
         "source": source,
         "created": _now(),
         "build_version": BUILD_VERSION,
         "build_seconds": round(float(seconds), 2),
-        "labels": list(case.labels),
-        "access_m": [round(float(v), 6) for v in case.access],
-        "report": _summary(case),
+        **fields,
     }
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{case.case_id}-", dir=root))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{case_id}-", dir=root))
     except OSError as exc:
         raise AnatomyError(f"cannot write to the case library {root}: {exc}; set SURGSIM_DATA_DIR "
                            "to a writable folder") from None
     try:
         (tmp / "case").mkdir()
-        _save(case, tmp / "case")
+        write(tmp / "case")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
         if final.exists():  # stale (older build) or damaged: replace it
-            stale = Path(tempfile.mkdtemp(prefix=f".stale-{case.case_id}-", dir=root))
+            stale = Path(tempfile.mkdtemp(prefix=f".stale-{case_id}-", dir=root))
             try:
                 os.replace(final, stale / final.name)
             except OSError:
@@ -242,10 +285,10 @@ def _store(case: VesselCase, source: dict[str, Any], seconds: float) -> None:
         try:
             os.replace(tmp, final)
         except OSError:
-            if not _is_usable(case.case_id):  # another process finished first: keep theirs if good
+            if not _is_usable(case_id):  # another process finished first: keep theirs if good
                 raise
     except OSError as exc:
-        raise AnatomyError(f"cannot write the case {case.case_id!r} to {root}: {exc}") from None
+        raise AnatomyError(f"cannot write the case {case_id!r} to {root}: {exc}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -269,20 +312,22 @@ def import_dicom_case(
 
     The series is read through the de-identifying loader, the lumen segmented
     (coarse-to-fine for large series), and the case built with
-    :func:`surgsim.cases.build.build_vessel_case`.
+    :func:`surgsim.cases.build.build_vessel_case`. With ``preset="airway"``
+    a chest CT's trachea is measured instead (:func:`surgsim.anatomy.trachea.measure_trachea`)
+    and stored as an airway case (:func:`load_trachea`).
 
     Parameters
     ----------
     folder : Path
         DICOM folder (subfolders are searched).
     preset : str
-        Segmentation preset; only ``"vessels"`` gives a case the catheter
-        simulation can use.
+        ``"vessels"`` (a case the catheter simulation can use) or ``"airway"``
+        (a measured trachea for intubation scenarios).
     series : str, optional
         Series key (or a unique prefix) from ``surgsim dicom info`` when the
         folder holds several.
     seed : (3,) float, metres (LPS), optional
-        A point inside the aorta when the automatic seed fails.
+        A point inside the aorta (or trachea) when the automatic seed fails.
     progress : callable(fraction, message), optional
 
     Returns
@@ -295,18 +340,18 @@ def import_dicom_case(
     DicomSeriesError
         The folder holds no loadable series, or several and ``series`` was not given.
     AnatomyError
-        Unknown preset, or segmentation and centerlines failed.
+        Unknown preset, or segmentation, centerlines or the trachea measurement failed.
     """
     from surgsim.anatomy.pipeline import PRESETS, _series_stamp, segment_volume
     from surgsim.cases.build import build_vessel_case
     from surgsim.dicom.discover import discover
     from surgsim.dicom.load import _select, load_series
 
-    if preset not in SIMULATABLE_PRESETS:
+    if preset not in IMPORT_PRESETS:
         known = f"; presets are {', '.join(PRESETS)}" if preset not in PRESETS else ""
         raise AnatomyError(
-            f"preset {preset!r}: only the 'vessels' preset makes a case the catheter simulation can use{known}; "
-            "use `surgsim anatomy build` for the other presets"
+            f"preset {preset!r}: cases are imported with 'vessels' (catheter simulation) or 'airway' "
+            f"(a chest CT's trachea for intubation){known}; use `surgsim anatomy build` for the other presets"
         )
     root = Path(folder)
     t0 = time.perf_counter()
@@ -322,6 +367,9 @@ def import_dicom_case(
         say(1.0, f"case {case_id} is already in the library")
         return case_id
     volume = load_series(info, progress=_sub(progress, 0.05, 0.3))
+    if preset == "airway":
+        _store_airway(volume, info, case_id, seed_key, progress, t0)
+        return case_id
     say(0.3, "segmenting the vessels")
     mask = segment_volume(volume, "vessels", seed=None if seed is None else np.asarray(seed_key))
     case = build_vessel_case(volume, case_id, mask=mask, progress=_sub(progress, 0.4, 0.95))
@@ -339,6 +387,34 @@ def import_dicom_case(
     _store(case, source, time.perf_counter() - t0)
     say(1.0, f"saved case {case_id}")
     return case_id
+
+
+def _store_airway(volume, info, case_id: str, seed_key, progress: Progress | None, t0: float) -> None:
+    """Measure a loaded chest CT's trachea and store it as the airway case ``case_id``."""
+    from surgsim.anatomy.trachea import measure_trachea_ct
+
+    say = _sub(progress, 0.0, 1.0)
+    say(0.3, "segmenting the airway and measuring the trachea")
+    measure = measure_trachea_ct(volume, seed=None if seed_key is None else np.asarray(seed_key),
+                                 progress=_sub(progress, 0.3, 0.95))
+    source = {
+        "kind": "dicom",
+        "preset": "airway",
+        "series_uid_sha256": hashlib.sha256(info.key.encode()).hexdigest()[:16],
+        "modality": volume.modality,
+        "shape": list(volume.shape),
+        "spacing_m": [round(float(v), 7) for v in volume.spacing],
+        "seed_m": seed_key,
+    }
+    report = {"trachea": measure.to_dict(), "summary": measure.summary(), "notes": list(volume.notes)}
+
+    def write(folder: Path) -> None:
+        (folder / TRACHEA_FILE).write_text(json.dumps(measure.to_dict(), indent=1), encoding="utf-8")
+
+    say(0.95, "saving the case")
+    _store_folder(case_id, write, source, time.perf_counter() - t0,
+                  labels=["trachea", "right_main_bronchus", "left_main_bronchus"], report=report)
+    say(1.0, f"saved airway case {case_id}")
 
 
 def import_mesh_case(

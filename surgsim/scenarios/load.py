@@ -378,6 +378,9 @@ def _cross_check(data: dict[str, Any], base: Path, problems: _Problems) -> None:
             reason = _asset_problem(dicom, base)
             if reason:
                 problems.add(("case", "dicom"), reason)
+        trachea = case.get("trachea_case_id")
+        if isinstance(trachea, str):
+            _check_trachea_case(trachea, problems)
 
     targets = data.get("targets")
     if labels is not None and isinstance(targets, list):
@@ -404,6 +407,22 @@ def _library_labels(case_id: str, problems: _Problems) -> frozenset[str] | None:
         return None
     labels = manifest.get("labels")
     return frozenset(labels) if isinstance(labels, list) else None
+
+
+def _check_trachea_case(case_id: str, problems: _Problems) -> None:
+    """An intubation scenario's ``trachea_case_id`` must be an airway case of the library."""
+    from surgsim.cases.library import read_manifest  # noqa: PLC0415 (reads only the manifest)
+    from surgsim.errors import SurgsimError  # noqa: PLC0415
+
+    try:
+        manifest = read_manifest(case_id)
+    except SurgsimError as exc:
+        problems.add(("case", "trachea_case_id"), str(exc))
+        return
+    if manifest["source"].get("preset") != "airway":
+        problems.add(("case", "trachea_case_id"),
+                     f"case {case_id!r} is not an airway case; import a chest CT with "
+                     "`surgsim case import FOLDER --preset airway` and use that id")
 
 
 def _asset_problem(rel: str, base: Path) -> str | None:

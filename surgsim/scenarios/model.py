@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -75,6 +76,11 @@ class CaseSpec(_Model):
         None, description="Segmentation preset for a DICOM case, e.g. 'vessels'."
     )
     case_id: str | None = Field(None, description="Id of a case imported into the case library.")
+    trachea_case_id: str | None = Field(
+        None,
+        description="Airway phantoms only: id of an airway case (a chest CT imported with "
+        "`surgsim case import FOLDER --preset airway`) whose measured trachea and carina replace the phantom's.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> CaseSpec:
@@ -86,7 +92,18 @@ class CaseSpec(_Model):
             )
         if self.preset is not None and self.dicom is None:
             raise ValueError("'preset' only applies to a 'dicom' case")
+        if self.trachea_case_id is not None and not (self.phantom or "").startswith("airway-"):
+            raise ValueError("'trachea_case_id' only applies to an airway phantom (phantom: airway-adult...)")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_trachea(self, handler) -> dict[str, Any]:
+        # without a patient trachea the field is left out, so the content (and content hash) of
+        # scenarios written before it existed is unchanged
+        out = handler(self)
+        if isinstance(out, dict) and "trachea_case_id" in out and out["trachea_case_id"] is None:
+            del out["trachea_case_id"]
+        return out
 
 
 class PatientSpec(_Model):

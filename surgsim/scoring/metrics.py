@@ -528,6 +528,18 @@ def tip_to_carina_m(log: SessionLog, params: Mapping[str, Any]) -> float:
     return float(d[-1]) if 2 <= int(loc[-1]) <= 4 else math.nan
 
 
+def tube_position_error_m(log: SessionLog, params: Mapping[str, Any]) -> float:
+    """How far the tube tip ended from 5 cm above the carina (the middle of 3-7 cm), metres.
+
+    nan unless the tip is in the trachea or a main bronchus (a bronchial tip is
+    below the carina: more than 5 cm off).
+    """
+    from surgsim.anatomy.trachea import TIP_ABOVE_CARINA_M
+
+    d = tip_to_carina_m(log, params)
+    return abs(d - TIP_ABOVE_CARINA_M) if math.isfinite(d) else math.nan
+
+
 def spo2_nadir(log: SessionLog, params: Mapping[str, Any]) -> float:
     """Lowest displayed SpO2 (fraction 0-1)."""
     s = _airway(log, "spo2")
@@ -603,6 +615,8 @@ METRICS.update(
             _def(incisor_peak_force_n, "N", False, "Largest blade force on the upper incisors."),
             _def(tube_depth_m, "m", False, "Tube depth mark at the incisors at the end."),
             _def(tip_to_carina_m, "m", True, "Tube tip above the carina at the end (in the airway)."),
+            _def(tube_position_error_m, "m", False,
+                 "Distance of the tube tip from 5 cm above the carina at the end (target 3-7 cm)."),
             _def(spo2_nadir, "1", True, "Lowest displayed SpO2 (fraction)."),
             _def(time_below_90_s, "s", False, "Time with displayed SpO2 below 90 %."),
             _def(time_to_intubation_s, "s", False, "Time to the first breath through a tracheal tube."),

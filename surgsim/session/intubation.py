@@ -227,6 +227,32 @@ class AirwayGeometry:
         return axial, lever
 
 
+def _scenario_params(scenario, variant: str, tube) -> tuple:
+    """Airway parameters of a scenario (a patient's trachea when it names one); the tube must fit it.
+
+    Raises
+    ------
+    ScenarioError
+        Unusable trachea case, or a tube wider than the patient's trachea.
+    """
+    from surgsim.cases.patient_airway import lower_trachea_diameter_m, scenario_airway_params
+    from surgsim.errors import SurgsimError
+    from surgsim.instruments.airway import TUBES
+
+    try:
+        params, notes = scenario_airway_params(scenario.case, variant)
+    except SurgsimError as exc:
+        raise ScenarioError(f"scenario {scenario.id}: case.trachea_case_id: {exc}") from None
+    lumen = lower_trachea_diameter_m(params)
+    if tube.outer_diameter_m >= lumen:
+        fits = [t.name for t in TUBES.values() if t.outer_diameter_m < lumen]
+        raise ScenarioError(
+            f"scenario {scenario.id}: tube {tube.name} (outer diameter {tube.outer_diameter_m * 1e3:.1f} mm) does "
+            f"not fit this trachea (lumen {lumen * 1e3:.1f} mm); choose a smaller tube in 'instruments'"
+            + (f" ({', '.join(fits)})" if fits else " (none of the catalogue's tubes fits)"))
+    return params, notes
+
+
 class IntubationSession(SteppedSession):
     """One attempt at an intubation scenario (the loop: :class:`surgsim.session.loop.SteppedSession`).
 
@@ -244,7 +270,6 @@ class IntubationSession(SteppedSession):
     """
 
     def __init__(self, scenario, seed: int | None = None, variant: str | None = None):
-        from surgsim.cases.airway_phantom import PARAMS
         from surgsim.instruments.airway import BLADES, TUBES
         from surgsim.physiology.oxygen import PRESETS, OxygenModel
 
@@ -263,8 +288,8 @@ class IntubationSession(SteppedSession):
         if physiology not in PRESETS:
             raise ScenarioError(f"scenario {scenario.id}: patient.physiology {physiology!r} is not "
                                 f"a preset ({', '.join(PRESETS)})")
-        #: the anatomy's parameters (the variant's, or with a patient's trachea)
-        self.params = PARAMS[self.variant]
+        #: the anatomy's parameters (the variant's, or with a patient's trachea) and notes on them
+        self.params, self.anatomy_notes = _scenario_params(scenario, self.variant, self.tube_spec)
         self.oxygen = OxygenModel(physiology)
         self.oxygen.airway, self.oxygen.fio2 = "open", 0.21  # apnoea, mask off
         self._tube_pts, self._tube_marks = self.tube_spec.centerline(0.005)
@@ -645,6 +670,27 @@ def _tracheal_reach(design, geometry: AirwayGeometry, tube, depth_m: float) -> f
         rot = _yawed(plan_tube_poses(design, tube, tip[None], theta)[0], tip, geometry, TUBE_LATERAL_M)
         k += depth_m - geometry.depth_at_incisors(tip + pts @ rot.T, marks)
     return float(k)
+
+
+def planned_tube_depth_m(design, geometry: AirwayGeometry, tube, tip_above_carina_m: float | None = None) -> float:
+    """Depth mark at the incisors (m) that puts the tube's tip ``tip_above_carina_m`` above the carina.
+
+    The tip lies on the glottis' axis (as a tube passed through the cords goes),
+    the tube on its planned pose (sagittal curve clear of the lumen's wall,
+    leaving the right corner of the mouth). Default height:
+    :data:`surgsim.anatomy.trachea.TIP_ABOVE_CARINA_M` (5 cm).
+    """
+    from surgsim.anatomy.trachea import TIP_ABOVE_CARINA_M
+    from surgsim.physics.airway import TUBE_LATERAL_M
+
+    h = TIP_ABOVE_CARINA_M if tip_above_carina_m is None else float(tip_above_carina_m)
+    n, a = geometry.glottis_normal, geometry.trachea_axis
+    k = (float((geometry.carina - geometry.glottis) @ a) - h) / float(n @ a)
+    tip = geometry.glottis + k * n
+    pts, marks = tube.centerline(0.005)
+    rot = _yawed(plan_tube_poses(design, tube, tip[None], float(np.arctan2(n[2], n[1])))[0], tip, geometry,
+                 TUBE_LATERAL_M)
+    return float(geometry.depth_at_incisors(tip + pts @ rot.T, marks))
 
 
 def _track_inputs(dev: str, keyframes: list[tuple[float, np.ndarray, np.ndarray]], grip_local: np.ndarray,

@@ -11,7 +11,13 @@ the patient's front), *left* (the patient's and the operator's left).
 Held keys: W/S (or Up/Down) in/out, A/D (or Left/Right) left/right, R/F up/down,
 I/K tip up/down, J/L tip left/right, U/O roll anticlockwise/clockwise, Shift fine
 (a quarter speed), Space bag ventilation. Pressed keys: Tab (or 1/2) blade / tube
-in the hand, C cuff, Return finish, F5 new attempt.
+in the hand, C cuff, H next head position, Return finish, F5 new attempt.
+
+The head position (neutral, sniffing, full extension; the side panel's combo box
+or H) can be changed while neither the blade nor the tube is in the mouth: the
+session rebuilds the airway for the new head, the views swap their anatomy and
+both instruments wait at the new mouth. With an instrument in the mouth the
+control is disabled (H is logged and refused by the session).
 
 The laryngoscope view keeps the 4:3 shape of :data:`~surgsim.render.airway.LARYNGOSCOPE_VIEW_SIZE`
 (its size at the window's default size, what ``surgsim bench intubation`` renders), with the
@@ -33,6 +39,8 @@ os.environ.setdefault("QT_API", "pyside6")
 from PySide6.QtCore import QEvent, QObject, QPointF, QSize, Qt, QTimer, Signal  # noqa: E402
 from PySide6.QtGui import QColor, QFont, QKeyEvent, QPainter, QPen, QPolygonF  # noqa: E402
 from PySide6.QtWidgets import (  # noqa: E402
+    QApplication,
+    QComboBox,
     QDockWidget,
     QGridLayout,
     QHBoxLayout,
@@ -90,6 +98,7 @@ HELP_HTML = """<b>Keys</b> (the device in the hand moves in the laryngoscope vie
 <tr><td><b>Shift</b></td><td>fine motion (quarter speed)</td></tr>
 <tr><td><b>Tab</b>, <b>1</b>, <b>2</b></td><td>hand on: switch / blade / tube</td></tr>
 <tr><td><b>C</b></td><td>cuff inflate / deflate</td></tr>
+<tr><td><b>H</b></td><td>head: next position (blade and tube out of the mouth)</td></tr>
 <tr><td><b>Space</b> (hold)</td><td>bag ventilation</td></tr>
 <tr><td><b>Return</b></td><td>finish the attempt</td></tr>
 <tr><td><b>F5</b></td><td>new attempt</td></tr>
@@ -182,6 +191,28 @@ class AirwayControls:
     def release_all(self) -> None:
         self.held.clear()
         self.update()
+
+
+def head_choices(session) -> list[tuple[str, float]]:
+    """The head positions the window offers for a session: (label, extension radians), by extension.
+
+    The named positions of :data:`~surgsim.session.intubation.HEAD_POSITIONS` as the
+    session would set them (quantised, limited by the neck: a limited one says so;
+    duplicates dropped), plus the current extension when it is none of them.
+    """
+    from surgsim.session.intubation import HEAD_POSITIONS, quantise_extension
+
+    out: dict[float, str] = {}
+    for name, ext in HEAD_POSITIONS.items():
+        value = session.head_target(ext)
+        if value in out:
+            continue
+        limited = value < quantise_extension(ext) - 1e-9
+        out[value] = f"{name}{': neck limit' if limited else ''} ({np.degrees(value):.0f}\N{DEGREE SIGN})"
+    current = round(float(session.head_extension), 9)
+    if current not in out:
+        out[current] = f"start ({np.degrees(current):.0f}\N{DEGREE SIGN})"
+    return [(label, value) for value, label in sorted(out.items())]
 
 
 # ---------------------------------------------------------------------- widgets
@@ -390,6 +421,8 @@ class IntubationWindow(QMainWindow):
         self.resize(1500, 900)
 
         self.startup_times: dict[str, float] = {}
+        #: seconds each head repositioning took (session rebuild and anatomy meshes), in order
+        self.head_change_times: list[float] = []
         self.frames_rendered = 0  # laryngoscope view renders (it is redrawn only when the scene changed)
         self._external_dirty = True
         # no multisampling (a software renderer pays it on every pixel); rendered by the tick only
@@ -492,6 +525,22 @@ class IntubationWindow(QMainWindow):
             b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
             buttons2.addWidget(b)
         layout.addLayout(buttons2)
+
+        head_row = QHBoxLayout()
+        head_row.addWidget(QLabel("Head (H)"))
+        self.head_combo = QComboBox()
+        self.head_combo.setObjectName("head_position")
+        self.head_combo.setToolTip("Head extension at the atlanto-occipital joint; take the blade and the "
+                                   "tube out of the mouth to change it")
+        self.head_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.head_combo.activated.connect(self._head_chosen)  # the trainee's choice, not setCurrentIndex
+        head_row.addWidget(self.head_combo, stretch=1)
+        layout.addLayout(head_row)
+        self.head_note = QLabel("")
+        self.head_note.setObjectName("head_note")
+        self.head_note.setWordWrap(True)
+        self.head_note.setStyleSheet("color: #b06000")
+        layout.addWidget(self.head_note)
 
         self.help = QLabel(HELP_HTML)
         self.help.setObjectName("help")
@@ -599,6 +648,8 @@ class IntubationWindow(QMainWindow):
             self.startup_times = {"session_s": t1 - t0, "anatomy_s": t2 - t1,
                                   "views_s": time.perf_counter() - t2}
         self._progress(1.0, "Ready")
+        self._fill_head_combo()
+        self._head_movable: bool | None = None
         self.last_result = None
         self.last_attempt_id = None
         self._debt = 0.0
@@ -692,6 +743,113 @@ class IntubationWindow(QMainWindow):
             self.session.apply("cuff", 1.0 if inflated else 0.0)
         self.cuff_button.setChecked(bool(inflated))
 
+    # ------------------------------------------------------------------ head position
+    def _fill_head_combo(self) -> None:
+        """List the session's head positions and select the current one (no signal: not a choice)."""
+        combo = self.head_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for label, value in head_choices(self.session):
+            combo.addItem(label, value)
+        self._select_head_item()
+        combo.blockSignals(False)
+
+    def _select_head_item(self) -> None:
+        combo = self.head_combo
+        values = [combo.itemData(i) for i in range(combo.count())]
+        current = round(float(self.session.head_extension), 9)
+        if current not in values:
+            self._fill_head_combo()
+            return
+        combo.blockSignals(True)
+        combo.setCurrentIndex(values.index(current))
+        combo.blockSignals(False)
+
+    def _head_chosen(self, index: int) -> None:
+        value = self.head_combo.itemData(index)
+        if value is not None:
+            self.set_head_position(float(value))
+
+    def cycle_head(self) -> bool:
+        """Move the head to the next position of the combo box (after the last: the first)."""
+        values = [float(self.head_combo.itemData(i)) for i in range(self.head_combo.count())]
+        current = float(self.session.head_extension)
+        following = [v for v in values if v > current + 1e-9]
+        return self.set_head_position(following[0] if following else values[0])
+
+    def set_head_position(self, extension: float) -> bool:
+        """Reposition the head (extension, radians); returns whether the head is now there.
+
+        With the blade or the tube in the mouth the session logs and refuses the
+        request (the status bar says why). Otherwise the session rebuilds the airway
+        and the views swap their anatomy, under a busy cursor (the first build of an
+        extension takes a few seconds, later ones come from the caches); the time it
+        took is appended to :attr:`head_change_times`.
+        """
+        from surgsim.errors import SurgsimError
+        from surgsim.session.intubation import quantise_extension
+
+        s = self.session
+        if s is None or s.finished:
+            return False
+        target = s.head_target(extension)
+        if abs(target - s.head_extension) < 1e-9:
+            self._select_head_item()
+            return True
+        inside = s.instruments_in_mouth()
+        if inside:
+            s.apply("head_extension", extension)  # logged; the session records the refusal
+            self.statusBar().showMessage(f"The head cannot be moved with the {' and the '.join(inside)} in the "
+                                         "mouth: take it out first.", 6000)
+            self._select_head_item()
+            return False
+        timer = getattr(self, "timer", None)
+        if timer is not None:
+            timer.stop()  # no tick while the airway is rebuilt
+        self.statusBar().showMessage("Repositioning the head: building the airway...")
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)
+        QApplication.processEvents()  # show the message and the cursor before the build
+        t0 = time.perf_counter()
+        try:
+            s.apply("head_extension", extension)
+            self.scene.refresh_anatomy(build_anatomy(s.design))
+        except SurgsimError as exc:
+            self.statusBar().showMessage(f"The head could not be repositioned: {exc}")
+            return False
+        finally:
+            QApplication.restoreOverrideCursor()
+            self._last_tick = time.perf_counter()  # the build time is not simulated time
+            if timer is not None:
+                timer.start()
+        took = time.perf_counter() - t0
+        self.head_change_times.append(took)
+        self.controls.frame = view_frame(s.geometry)  # the operator's frame follows the new mouth
+        self.controls.update()
+        self._select_head_item()
+        limited = s.head_extension < quantise_extension(extension) - 1e-9
+        self.statusBar().showMessage(
+            f"Head at {np.degrees(s.head_extension):.0f}\N{DEGREE SIGN} extension"
+            f"{' (the neck allows no more)' if limited else ''}; blade and tube wait at the mouth "
+            f"({took:.1f} s)", 6000)
+        self._read_state()
+        self._update_hud()
+        self._render(force=True)
+        return True
+
+    def _update_head_control(self) -> None:
+        """Enable the head control only while no instrument is in the mouth (and the attempt runs)."""
+        s = self.session
+        inside = [] if s.finished else s.instruments_in_mouth()
+        movable = not s.finished and not inside
+        if movable == self._head_movable:
+            return
+        self._head_movable = movable
+        self.head_combo.setEnabled(movable)
+        if inside:
+            self.head_note.setText(f"Head locked: the {' and the '.join(inside)} is in the mouth.")
+        else:
+            self.head_note.setText("")
+
     def set_ventilation(self, on: bool) -> None:
         """Squeeze the bag (held) or stop."""
         self._ventilating = bool(on)
@@ -715,8 +873,8 @@ class IntubationWindow(QMainWindow):
                 self.set_ventilation(press)
             return True
         if not press:
-            return key in (Qt.Key.Key_Tab, Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_C, Qt.Key.Key_Return,
-                           Qt.Key.Key_Enter, Qt.Key.Key_F5)
+            return key in (Qt.Key.Key_Tab, Qt.Key.Key_1, Qt.Key.Key_2, Qt.Key.Key_C, Qt.Key.Key_H,
+                           Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_F5)
         if event.isAutoRepeat():
             return True
         if key == Qt.Key.Key_Tab:
@@ -725,6 +883,8 @@ class IntubationWindow(QMainWindow):
             self.select_device("blade" if key == Qt.Key.Key_1 else "tube")
         elif key == Qt.Key.Key_C:
             self.set_cuff(self.session.commands.get("cuff", 0.0) < 0.5)
+        elif key == Qt.Key.Key_H:
+            self.cycle_head()
         elif key in (Qt.Key.Key_Return, Qt.Key.Key_Enter):
             self.finish_attempt()
         elif key == Qt.Key.Key_F5:
@@ -813,6 +973,7 @@ class IntubationWindow(QMainWindow):
 
     def _update_hud(self) -> None:
         s = self.session
+        self._update_head_control()
         ox = s.oxygen.state
         apnoea = max(s.time - self._last_ventilated, 0.0)
         self.monitor.update_values(s.time, ox.displayed_spo2, ox.heart_rate_bpm, apnoea)
@@ -832,6 +993,7 @@ class IntubationWindow(QMainWindow):
             f"time      {s.time:6.1f} s of {self.scenario.time_limit_s:.0f} s",
             f"hand      {self.controls.device}",
             f"attempts  {s.attempts}",
+            f"head      {np.degrees(s.head_extension):4.0f} deg extension",
             f"depth     {depth * 100:6.1f} cm at the incisors",
             f"cuff      {'inflated' if s.commands.get('cuff', 0.0) >= 0.5 else 'down'}",
             f"bag       {'squeezing' if self._ventilating else '-'}",

@@ -571,9 +571,11 @@ class BladeArc:
         u = (v - m) / chord
         n = np.cross([1.0, 0.0, 0.0], u)
         h = np.sqrt(R * R - 0.25 * chord * chord)
-        tongue = design.tongue.centre / 1000.0
         cands = [0.5 * (m + v) + sg * h * n for sg in (1.0, -1.0)]
-        self.centre = min(cands, key=lambda c: float(np.linalg.norm(c - tongue)))  # concave side: tongue
+        # concave side anterior (-y), toward the floor of the mouth: the blade passes over the tongue's
+        # dorsum (with the head neutral the tongue's centre lies behind the mouth-to-vallecula chord, so
+        # the candidate nearer the tongue would curve the blade the wrong way)
+        self.centre = min(cands, key=lambda c: float(c[1]))
         self.radius = R
         self.blade = blade
         ang = [np.arctan2(*(p - self.centre)[[2, 1]]) for p in (m, v)]

@@ -602,9 +602,10 @@ def tube_meshes(spec, cuff_inflation_m: float = 0.004) -> dict[str, pv.PolyData]
 class _View:
     """One renderer's actors."""
 
-    def __init__(self, kind: str, renderer):
+    def __init__(self, kind: str, plotter):
         self.kind = kind
-        self.renderer = renderer
+        self.plotter = plotter
+        self.renderer = plotter.renderer
         self.moving: list[tuple[object, str]] = []  # (actor, body name)
         self.cuff: dict[str, object] = {}
         self.placed = False
@@ -620,27 +621,32 @@ class AirwayScene:
         ``tube_spec``, ``commands``, ``finished``.
     anatomy : AirwayAnatomy, optional
         Prebuilt static anatomy (default: built from the session's design, cached).
+
+    When the session's design changes (the head was repositioned: another head
+    extension), the next :meth:`sync` swaps the anatomy (:meth:`refresh_anatomy`).
     """
 
     def __init__(self, session, anatomy: AirwayAnatomy | None = None) -> None:
         self.session = session
         self.anatomy = anatomy if anatomy is not None else build_anatomy(session.design)
+        self._design = design_key(session.design)
         self.views: dict[str, _View] = {}
         self._blade, self._handle = (_outward(m) for m in blade_mesh(session.blade_spec))
         self._tube = {k: m if k == "marks" else _outward(m)  # the marks are open bands
                       for k, m in tube_meshes(session.tube_spec).items()}
-        d = session.design
-        self._tongue = _ellipsoid(np.asarray(d.tongue.radii) / 1000.0, 36)
-        self._epiglottis = _ellipsoid(np.asarray(d.epiglottis.half) / 1000.0 * np.array([1.0, 1.3, 1.0]), 24)
+        self._proxy_meshes()
         self.poses: dict[str, np.ndarray] = {}
         self._tube_hidden = False
+        self._hidden: set[str] = set()  # moving bodies hidden by set_visible
         self._shown: dict[str, tuple] = {}  # per view: the state its actors were last set to
         self._read_poses()
 
     def set_session(self, session) -> None:
-        """Show another session of the same design and devices (a new attempt).
+        """Show another session of the same anatomy and devices (a new attempt).
 
-        The next :meth:`sync` reports every view as changed (render them then).
+        Its head may be in another position: the anatomy is then swapped
+        (:meth:`refresh_anatomy`). The next :meth:`sync` reports every view as
+        changed (render them then).
         """
         if (session.design.params != self.session.design.params or session.blade_spec != self.session.blade_spec
                 or session.tube_spec != self.session.tube_spec):
@@ -649,6 +655,38 @@ class AirwayScene:
         self.poses = {}
         self._shown.clear()
         self._read_poses()
+        if design_key(session.design) != self._design:
+            self.refresh_anatomy()
+
+    def _proxy_meshes(self) -> None:
+        d = self.session.design
+        self._tongue = _ellipsoid(np.asarray(d.tongue.radii) / 1000.0, 36)
+        self._epiglottis = _ellipsoid(np.asarray(d.epiglottis.half) / 1000.0 * np.array([1.0, 1.3, 1.0]), 24)
+
+    def refresh_anatomy(self, anatomy: AirwayAnatomy | None = None) -> bool:
+        """Show the session's current design (after the head was repositioned); returns whether it changed.
+
+        ``anatomy``: the static meshes of that design (default :func:`build_anatomy`,
+        cached in memory and on disk; the first build of an extension takes about
+        a second). Every view's anatomy and proxy actors are replaced (same names);
+        the external view keeps its camera, the laryngoscope view follows the new
+        line of sight. The next :meth:`sync` reports every view as changed.
+        """
+        key = design_key(self.session.design)
+        if key == self._design and anatomy is None:
+            return False
+        self.anatomy = anatomy if anatomy is not None else build_anatomy(self.session.design)
+        self._design = key
+        self._proxy_meshes()
+        for view in self.views.values():
+            view.moving.clear()
+            view.cuff.clear()
+            self._populate(view)
+            for actor, body in view.moving:
+                if body in self._hidden:
+                    actor.SetVisibility(False)
+        self._shown.clear()
+        return True
 
     # ------------------------------------------------------------------ building
     def add_view(self, plotter, kind: str = "laryngoscope", multisamples: int | None = 0) -> None:
@@ -662,10 +700,16 @@ class AirwayScene:
             raise ValueError(f"unknown airway view {kind!r}; choose one of {', '.join(VIEWS)}")
         if multisamples is not None:
             plotter.ren_win.SetMultiSamples(int(multisamples))
-        view = _View(kind, plotter.renderer)
+        view = _View(kind, plotter)
         self.views[kind] = view
         self._shown.pop(kind, None)
         plotter.set_background(BACKGROUND)
+        self._populate(view)
+        self.sync()
+
+    def _populate(self, view: _View) -> None:
+        """Add (or replace, by name) the view's anatomy, proxy and device actors and its light."""
+        plotter, kind = view.plotter, view.kind
         a = self.anatomy
         external = kind == "external"
         smooth = {"smooth_shading": True, "show_scalar_bar": False}
@@ -678,6 +722,8 @@ class AirwayScene:
         plotter.add_mesh(a.cords, color=CORD_COLOR, specular=0.4, name=f"{kind}-cords")
         if a.arytenoids is not None:
             plotter.add_mesh(a.arytenoids, color=LARYNX_COLOR, name=f"{kind}-arytenoids", smooth_shading=True)
+        else:
+            plotter.remove_actor(f"{kind}-arytenoids", render=False)
         clip = _midsagittal_plane() if external else None
         view.moving.append((self._add_moving(plotter, self._tongue, TONGUE_COLOR, f"{kind}-tongue", clip),
                             "tongue"))
@@ -703,7 +749,6 @@ class AirwayScene:
             # software renderer
             plotter.renderer.remove_all_lights()
             plotter.add_light(pv.Light(light_type="headlight", intensity=1.0, color=(1.0, 0.96, 0.9)))
-        self.sync()
 
     def set_visible(self, body: str, visible: bool) -> None:
         """Show or hide a moving body's actors in every view (``blade``, ``tube``, ``tongue``,
@@ -715,6 +760,7 @@ class AirwayScene:
             for actor, name in view.moving:
                 if name == body:
                     actor.SetVisibility(bool(visible))
+        (self._hidden.discard if visible else self._hidden.add)(body)
         if body == "tube":
             self._tube_hidden = not visible
         self._shown.clear()  # every view shows something else now
@@ -776,9 +822,12 @@ class AirwayScene:
         set of str
             The views whose picture changed since the last ``sync`` (a body moved
             by more than :attr:`STILL`, the cuff or a body's visibility changed,
-            the view was resized, or it is new): only those need a render.
+            the view was resized, or it is new, or the anatomy was swapped after
+            the head was repositioned): only those need a render.
             Views whose state did not change keep their actors untouched.
         """
+        if design_key(self.session.design) != self._design:  # the head was repositioned
+            self.refresh_anatomy()
         self._read_poses()
         inflated = self.session.commands.get("cuff", 0.0) >= 0.5
         changed = set()
@@ -810,6 +859,11 @@ class AirwayScene:
                 view.renderer.reset_camera_clipping_range()
                 view.placed = True  # the trainee may turn the external view with the mouse
         return changed
+
+
+def design_key(design) -> tuple:
+    """What identifies a design's anatomy: its parameters and head extension (radians, 9 decimals)."""
+    return design.params, round(float(design.extension), 9)
 
 
 def _midsagittal_plane():

@@ -130,16 +130,39 @@ class Instrument(_Model):
 
 
 class StartSpec(_Model):
-    """Where and how the device starts."""
+    """Where and how the device starts (and, for an intubation, the patient's head)."""
 
     access: Literal["femoral", "radial", "brachial", "oral", "nasal"] = "femoral"
     initial_depth_m: float = Field(0.0, ge=0.0, le=2.0, description="Inserted length at start, m.")
     hub_rotation_deg: float = Field(0.0, ge=-360.0, le=360.0, description="Hub rotation, deg.")
+    head_extension_deg: float | None = Field(
+        None,
+        ge=0.0,
+        le=34.0,
+        description="Intubation only: head extension at the atlanto-occipital joint at the start, "
+        "degrees (0 neutral, about 17 the sniffing position, 34 full extension; rounded to the "
+        "simulator's 0.05 rad steps; it must not exceed what the patient's neck allows). "
+        "Default: the sniffing position (0.3 rad, or the neck's limit when less).",
+    )
 
     @property
     def hub_rotation(self) -> float:
         """Initial hub rotation, radians."""
         return math.radians(self.hub_rotation_deg)
+
+    @property
+    def head_extension(self) -> float | None:
+        """Starting head extension, radians (None: the simulator's default)."""
+        return None if self.head_extension_deg is None else math.radians(self.head_extension_deg)
+
+    @model_serializer(mode="wrap")
+    def _omit_default_head(self, handler) -> dict[str, Any]:
+        # an unset head extension is left out, so the content (and content hash) of scenarios
+        # written before the field existed is unchanged
+        out = handler(self)
+        if isinstance(out, dict) and out.get("head_extension_deg", 0.0) is None:
+            del out["head_extension_deg"]
+        return out
 
 
 class Target(_Model):
@@ -292,6 +315,15 @@ class Scenario(_Model):
                     f"feedback for unknown metric or critical error {key!r}{_suggest(key, known)}"
                 )
         return v
+
+    @model_validator(mode="after")
+    def _head_only_for_intubation(self) -> Scenario:
+        if self.start.head_extension_deg is not None and self.procedure != "intubation":
+            raise ValueError(
+                "start.head_extension_deg only applies to an intubation scenario "
+                f"(this one is {self.procedure!r})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rubric_targets(self) -> Scenario:

@@ -12,10 +12,22 @@ reproduces a log bit for bit.
 Inputs are held 6-DOF hand velocities of the laryngoscope and of the tube (in
 the world frame, LPS) that move hand targets dragging the devices (the blade
 through a force- and torque-limited spring-damper hand, the tube through a
-force-limited constraint; never teleported), plus ``cuff``, ``ventilate`` and
-``finish``. The glottic view (POGO and its Cormack-Lehane grade) is ray cast
-from the operator's eye or the video-laryngoscope camera every
+force-limited constraint; never teleported), plus ``cuff``, ``ventilate``,
+``head_extension`` and ``finish``. The glottic view (POGO and its Cormack-Lehane
+grade) is ray cast from the operator's eye or the video-laryngoscope camera every
 :data:`POGO_EVERY` steps.
+
+``head_extension`` repositions the head (extension at the atlanto-occipital joint,
+quantised to :data:`HEAD_STEP`, limited by the neck: the anatomy's ``max_extension``)
+while no instrument is in the mouth (blade tip and tube tip in front of the
+incisors): the design, its detection geometry and the physics world are rebuilt
+for the new head, and both instruments start again from their start poses in
+front of the new mouth (repositioning a head takes both hands: laryngoscope and
+tube are put down and picked up again, so nothing is moved through the anatomy).
+With an instrument in the mouth the request is refused (event
+``head_move_refused``) and nothing changes. The scenario may set the starting
+head (``start.head_extension_deg``; default :data:`HEAD_EXTENSION`, the sniffing
+position).
 
 Detection runs at every record from the phantom's exact truth geometry:
 attempts (the blade tip passing the incisors), tube tip location, depth mark at
@@ -39,6 +51,11 @@ DT = 0.004
 RECORD_EVERY = 2
 #: Head extension used for the case (sniffing position), radians; clipped to the variant's limit.
 HEAD_EXTENSION = 0.3
+#: Head extensions are quantised to this step, radians (about 2.9 degrees): a bounded set of anatomies
+#: (wall and render meshes are cached per extension) and exact replays.
+HEAD_STEP = 0.05
+#: Named head positions (extension at the atlanto-occipital joint, radians; the neck may limit them).
+HEAD_POSITIONS: dict[str, float] = {"neutral": 0.0, "sniffing": HEAD_EXTENSION, "full extension": 0.6}
 #: The blade tip counts as withdrawn (attempt over) this far in front of the incisors, metres.
 WITHDRAW_MARGIN_M = 0.01
 
@@ -50,8 +67,13 @@ ACTIONS: dict[str, tuple[str, float, float]] = {
        for dev in ("blade", "tube") for ax in ("vx", "vy", "vz", "wx", "wy", "wz")},
     "cuff": ("on/off", 0.0, 1.0),  # cuff inflated while 1
     "ventilate": ("on/off", 0.0, 1.0),  # bag ventilation through the tube while 1
+    # reposition the head: extension (quantised to HEAD_STEP, limited by the neck), only with no
+    # instrument in the mouth
+    "head_extension": ("rad", 0.0, 0.6),
     "finish": ("", 0.0, 0.0),
 }
+#: Actions that are not held commands (``IntubationSession.commands`` does not list them).
+_EVENT_ACTIONS = ("finish", "head_extension")
 
 #: Tube tip locations (the ``tube_location`` channel stores the index).
 LOCATIONS: tuple[str, ...] = ("outside", "pharynx", "trachea", "right_main_bronchus",
@@ -60,7 +82,7 @@ LOCATIONS: tuple[str, ...] = ("outside", "pharynx", "trachea", "right_main_bronc
 SAMPLE_KEYS = ("t", "tip", "depth", "wall_force", "contacts", "blade_tip", "tube_tip", "tube_depth",
                "tip_to_carina", "tube_location", "cuff_below_cords", "blade_past_incisors",
                "incisor_force", "incisor_axial", "incisor_lever", "blade_hand_force", "spo2", "sao2",
-               "heart_rate", "ventilated", "cuff", "pogo", "cormack_lehane")
+               "heart_rate", "ventilated", "cuff", "pogo", "cormack_lehane", "head_extension")
 
 #: Physics steps between glottic-view ray casts (the ``pogo`` channel holds the last value: 25 Hz).
 POGO_EVERY = 10
@@ -71,6 +93,21 @@ EYE_DISTANCE_M = 0.30
 #: Cormack-Lehane grade from POGO: grade 1 at or above the first, grade 2 at or above the second;
 #: below that grade 3 when the epiglottis is seen, 4 when it is not.
 CL_POGO = (0.85, 0.05)
+
+
+def quantise_extension(value: float) -> float:
+    """A head extension (radians) clipped to the ``head_extension`` action's range, on the :data:`HEAD_STEP` grid.
+
+    Raises
+    ------
+    ValueError
+        For a value that is not a finite number.
+    """
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"head extension {value!r} is not a finite number of radians")
+    _, lo, hi = ACTIONS["head_extension"]
+    return round(round(float(np.clip(value, lo, hi)) / HEAD_STEP) * HEAD_STEP, 9)
 
 
 def cormack_lehane(pogo: float, epiglottis_seen: bool) -> int:
@@ -293,9 +330,9 @@ class IntubationSession(SteppedSession):
         self.oxygen = OxygenModel(physiology)
         self.oxygen.airway, self.oxygen.fio2 = "open", 0.21  # apnoea, mask off
         self._tube_pts, self._tube_marks = self.tube_spec.centerline(0.005)
-        self._build_airway(min(HEAD_EXTENSION, self.params.max_extension))
+        self._build_airway(self._start_extension())
         self.step_index = 0
-        self.commands: dict[str, float] = {k: 0.0 for k in ACTIONS if k != "finish"}
+        self.commands: dict[str, float] = {k: 0.0 for k in ACTIONS if k not in _EVENT_ACTIONS}
         self.inputs: list[InputEvent] = []
         self.events: list[Event] = []
         self._samples: dict[str, list] = {k: [] for k in SAMPLE_KEYS}
@@ -303,8 +340,31 @@ class IntubationSession(SteppedSession):
         self._in_attempt = False
         self._flags: set[str] = set()
         self._was_ventilating = False
+        #: the log carries the ``head_extension`` channel: the scenario set the head, or it was moved
+        self._head_logged = getattr(scenario.start, "head_extension_deg", None) is not None
         self.finished = False
         self._record()
+
+    def _start_extension(self) -> float:
+        """The starting head extension (radians): the scenario's ``start.head_extension_deg``
+        (quantised, :func:`quantise_extension`) or :data:`HEAD_EXTENSION`, within the neck's limit.
+
+        Raises
+        ------
+        ScenarioError
+            When the scenario's head extension is beyond the anatomy's ``max_extension``.
+        """
+        limit = float(self.params.max_extension)
+        deg = getattr(self.scenario.start, "head_extension_deg", None)
+        if deg is None:
+            return min(HEAD_EXTENSION, limit)
+        ext = quantise_extension(np.radians(deg))
+        if ext > limit + 1e-9:
+            raise ScenarioError(
+                f"scenario {self.scenario.id}: start.head_extension_deg {deg:g} ({ext:.2f} rad on the "
+                f"{HEAD_STEP} rad grid) is beyond what this neck allows: at most "
+                f"{np.degrees(limit):.1f} deg ({limit:.2f} rad) for airway-{self.variant}")
+        return ext
 
     def _build_airway(self, extension: float, poses=None) -> None:
         """(Re)build the anatomy for a head extension (radians): design, detection geometry, physics world.
@@ -329,18 +389,72 @@ class IntubationSession(SteppedSession):
     def apply(self, action: str, value: float = 0.0) -> None:
         """Apply an input now (before the next physics step) and log it.
 
+        ``head_extension`` is logged on the :data:`HEAD_STEP` grid (the request; the
+        events say whether the head moved).
+
         Raises
         ------
         ValueError
-            For an unknown action.
+            For an unknown action, or a head extension that is not a finite number.
         """
+        if action == "head_extension":
+            value = quantise_extension(value)  # logged on the grid: replays build the same anatomy
         value = self._take_input(action, value, ACTIONS, "intubation action")
         if value is None:
             return
         if action == "finish":
             self._finish("trainee")
+        elif action == "head_extension":
+            self._reposition_head(value)
         else:
             self.commands[action] = value
+
+    # ------------------------------------------------------------------ head position
+    def instruments_in_mouth(self) -> list[str]:
+        """The instruments (``"blade"``, ``"tube"``) whose tip is past the incisors now."""
+        g = self.geometry
+        tips = {"blade": self.blade_tip(), "tube": self.tube_centerline()[0]}
+        return [name for name, tip in tips.items() if g.past_incisors(tip) > 0.0]
+
+    def head_target(self, extension: float) -> float:
+        """The head extension (radians) a ``head_extension`` request of ``extension`` gives:
+        quantised (:func:`quantise_extension`), then limited by the neck (``max_extension``)."""
+        return round(min(quantise_extension(extension), float(self.params.max_extension)), 9)
+
+    def _reposition_head(self, requested: float) -> None:
+        """Rebuild the airway for a new head extension, or refuse with an instrument in the mouth.
+
+        The instruments restart from the new head's start poses (they were outside
+        the mouth); the held hand commands, the oxygen model and the attempt count
+        carry on. Records ``head_repositioned`` or ``head_move_refused``; a request
+        for the current extension does nothing.
+        """
+        target = self.head_target(requested)
+        current = self.head_extension
+        if abs(target - current) < 1e-9:
+            return
+        inside = self.instruments_in_mouth()
+        if inside:
+            self.events.append(Event(self.time, "head_move_refused", {
+                "requested_rad": round(requested, 9), "extension_rad": round(current, 9),
+                "in_mouth": ", ".join(inside)}))
+            return
+        keep = {k: getattr(self, k) for k in ("head_extension", "design", "geometry", "world",
+                                               "_glottis_pts", "_view", "reference_path_length")}
+        try:
+            self._build_airway(target)
+        except BaseException:
+            if self.world is not keep["world"]:
+                self.world.close()
+            for k, v in keep.items():  # a failed build leaves the session as it was
+                setattr(self, k, v)
+            raise
+        keep["world"].close()
+        self._head_logged = True
+        self._view = self.glottic_view()  # the view of the new head now, not at the next cast
+        self.events.append(Event(self.time, "head_repositioned", {
+            "from_rad": round(current, 9), "extension_rad": round(target, 9),
+            "requested_rad": round(requested, 9)}))
 
     # ------------------------------------------------------------------ stepping
     def _hand_velocities(self, dev: str) -> tuple[np.ndarray, np.ndarray]:
@@ -473,6 +587,7 @@ class IntubationSession(SteppedSession):
             self._view = self.glottic_view()
         s["pogo"].append(self._view[0])
         s["cormack_lehane"].append(self._view[1])
+        s["head_extension"].append(self.head_extension)  # radians (in the log once the head moved)
         self._detect(ts, past)
 
     def _detect(self, ts: dict, blade_past: float) -> None:
@@ -527,10 +642,17 @@ class IntubationSession(SteppedSession):
         return np.array(v, float) if isinstance(v, np.ndarray) else v
 
     def log(self) -> SessionLog:
-        """The session log so far (a copy)."""
+        """The session log so far (a copy).
+
+        The ``head_extension`` channel (radians) is left out while the head stayed at
+        the simulator's default start: such a log is exactly what sessions made before
+        the head could move (their recorded hashes still verify on replay).
+        """
         s = self._samples
         samples = {}
         for k in SAMPLE_KEYS:
+            if k == "head_extension" and not self._head_logged:
+                continue
             a = np.asarray(s[k])
             if k in ("tip", "blade_tip", "tube_tip"):
                 a = np.asarray(a, float).reshape(-1, 3)
@@ -781,7 +903,7 @@ def plan_tube_poses(design, tube, tip_path: np.ndarray, theta0: float | None = N
 class _Script:
     """What a scripted attempt needs about one case: design, geometry, devices, arcs and grips."""
 
-    def __init__(self, variant, blade: str, tube: str, depth_m: float):
+    def __init__(self, variant, blade: str, tube: str, depth_m: float, extension: float | None = None):
         from surgsim.cases.airway_phantom import PARAMS
         from surgsim.cases.airway_phantom import design as make_design
         from surgsim.instruments.airway import BLADES, TUBES
@@ -789,7 +911,10 @@ class _Script:
 
         self.bl, self.tu = BLADES[blade], TUBES[tube]
         P = PARAMS[variant] if isinstance(variant, str) else variant
-        self.d = make_design(P, min(HEAD_EXTENSION, P.max_extension))
+        #: the head extension planned for (radians); None: the session's default start
+        self.extension = None if extension is None else \
+            round(min(quantise_extension(extension), float(P.max_extension)), 9)
+        self.d = make_design(P, min(HEAD_EXTENSION, P.max_extension) if extension is None else self.extension)
         self.g = AirwayGeometry(self.d)
         _, (self.tip0, self.rt) = start_poses(self.d, self.bl, self.tu)
         self.arc = BladeArc(self.d, self.bl)
@@ -944,10 +1069,14 @@ SCRIPT_KINDS = ("expert", "oesophageal", "novice", "levering", "laryngoscopy")
 
 
 def scripted_attempt(variant="adult", kind: str = "expert", blade: str = "macintosh_3",
-                     tube: str = "ett_7_5", depth_m: float = 0.215) -> list[InputEvent]:
+                     tube: str = "ett_7_5", depth_m: float = 0.215,
+                     extension: float | None = None) -> list[InputEvent]:
     """A scripted attempt as an input log (hand velocities, cuff, bag, finish).
 
     ``variant``: an airway variant name or its :class:`~surgsim.cases.airway_phantom.AirwayParams`.
+    ``extension``: head extension (radians) to set first (a ``head_extension`` input at step 0,
+    quantised and limited by the neck as the session does) and to plan for; None keeps the
+    scenario's default start (:data:`HEAD_EXTENSION`).
 
     Kinds (:data:`SCRIPT_KINDS`):
 
@@ -967,7 +1096,9 @@ def scripted_attempt(variant="adult", kind: str = "expert", blade: str = "macint
     """
     if kind not in SCRIPT_KINDS:
         raise ValueError(f"unknown scripted attempt {kind!r}; use one of {', '.join(SCRIPT_KINDS)}")
-    sc = _Script(variant, blade, tube, depth_m)
+    sc = _Script(variant, blade, tube, depth_m, extension)
+    if sc.extension is not None:  # first, before any hand moves (a stable sort keeps it first)
+        sc.switch(0.0, "head_extension", quantise_extension(extension))
     if kind in ("levering", "laryngoscopy"):
         t, keys = sc.blade_in(0.0, 3.0)
         keys = sc.lever(keys, t, LEVER_RAD, 1.5) if kind == "levering" else sc.lift(keys, t, 1.5)

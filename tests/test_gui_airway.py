@@ -311,3 +311,30 @@ def test_bench_measures_the_window_view_rendered_once_per_frame():
     assert out["gui_view_size"] == list(LARYNGOSCOPE_VIEW_SIZE)
     assert out["gui_vtk_renders_per_frame"] == 1.0  # QtInteractor.render() would make it 2
     assert out["gui_frames_per_s"] > 0 and out["gui_frame_cpu_ms"] > 0
+
+
+def test_the_real_time_loop_steps_the_physics_beside_the_render_and_replays_exactly(qtbot, window, scenario):
+    """The tick steps the physics on a worker thread while the views render; the attempt is still a
+    pure function of its inputs: replayed headless it gives the same log."""
+    from surgsim.session.intubation import IntubationSession
+    from surgsim.session.loop import play
+
+    threads = set()
+    step = window.session.step
+
+    def recording_step(n, _step=step):
+        threads.add(threading.current_thread().name)
+        return _step(n)
+
+    window.session.step = recording_step
+    _hold(qtbot, window, Qt.Key.Key_W, 0.4)
+    _hold(qtbot, window, Qt.Key.Key_I, 0.2)
+    _hold(qtbot, window, Qt.Key.Key_R, 0.2)
+    qtbot.waitUntil(lambda: window.frames_rendered > 5, timeout=10000)
+    with qtbot.waitSignal(window.attempt_finished, timeout=10000):
+        qtbot.keyPress(window.plotter.interactor, Qt.Key.Key_Return)
+    assert any(t.startswith("surgsim-physics") for t in threads), threads
+    live = window.session.log()
+    again = play(IntubationSession(scenario), list(live.inputs)).log()
+    assert again.hash() == live.hash()
+    assert np.array_equal(again.samples["blade_tip"], live.samples["blade_tip"])

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -53,9 +54,9 @@ from PySide6.QtWidgets import (  # noqa: E402
     QVBoxLayout,
     QWidget,
 )
-from pyvistaqt import QtInteractor  # noqa: E402
 
 from surgsim.gui.main_window import add_score_section  # noqa: E402
+from surgsim.gui.offscreen_view import OffscreenView  # noqa: E402
 from surgsim.render.airway import LARYNGOSCOPE_VIEW_SIZE, AirwayScene, build_anatomy, view_frame  # noqa: E402
 
 #: Hand speeds at a held key: linear m/s, angular rad/s; Shift multiplies by FINE.
@@ -69,7 +70,10 @@ BRADYCARDIA_BPM = 50.0
 #: session stays in real time down to 4 frames/s, and pauses instead of jumping after a stall).
 MAX_CATCH_UP_S = 0.25
 #: The external view is redrawn every this many ticks (the laryngoscope view at every tick).
-EXTERNAL_EVERY = 3
+EXTERNAL_EVERY = 4
+#: The external view renders this fraction of its pixels along each axis (scaled up when shown):
+#: with a software renderer its cost follows the pixel count.
+EXTERNAL_RENDER_SCALE = 0.75
 #: Seconds between reads of the optional log channels (POGO, Cormack-Lehane) for the HUD.
 OPTIONAL_READ_S = 0.5
 #: Optional sample channels shown on the HUD when the session records them.
@@ -426,8 +430,10 @@ class IntubationWindow(QMainWindow):
         self.frames_rendered = 0  # laryngoscope view renders (it is redrawn only when the scene changed)
         self._external_dirty = True
         # no multisampling (a software renderer pays it on every pixel); rendered by the tick only
-        self.plotter = QtInteractor(self, multi_samples=0, auto_update=False)  # the laryngoscope view
-        self.external = QtInteractor(self, multi_samples=0, auto_update=False)
+        # both views render off-screen and are shown as images: a QOpenGLWidget would make Qt compose
+        # the whole window through (software) OpenGL at every frame (gui/offscreen_view.py)
+        self.plotter = OffscreenView(self, size=LARYNGOSCOPE_VIEW_SIZE)  # the laryngoscope view
+        self.external = OffscreenView(self, size=(800, 600), interactive=True, render_scale=EXTERNAL_RENDER_SCALE)
         self.monitor = PatientMonitor()
         views = QSplitter(Qt.Orientation.Horizontal)
         self.view_column = _ViewColumn("Laryngoscope view", self.plotter.interactor, self.monitor,
@@ -453,6 +459,8 @@ class IntubationWindow(QMainWindow):
         for w in (self, self.plotter.interactor, self.external.interactor):
             w.installEventFilter(self._filter)
         self._last_tick = time.perf_counter()
+        #: steps the physics while the views render (tick)
+        self._physics = ThreadPoolExecutor(max_workers=1, thread_name_prefix="surgsim-physics")
         self.timer = QTimer(self)
         self.timer.setInterval(16)
         self.timer.timeout.connect(self.tick)
@@ -635,12 +643,12 @@ class IntubationWindow(QMainWindow):
                 and self.scene.session.tube_spec == self.session.tube_spec)
         if not same:
             for p in (self.plotter, self.external):
-                p.clear()
+                p.plotter.clear()
             self.scene = AirwayScene(self.session, anatomy)
-            self.scene.add_view(self.plotter, "laryngoscope")
-            self.scene.add_view(self.external, "external")
+            self.scene.add_view(self.plotter.plotter, "laryngoscope")
+            self.scene.add_view(self.external.plotter, "external")
             kind = "video laryngoscope" if self.session.blade_spec.video else "direct, operator's eye"
-            self.plotter.add_text(f"{self.session.blade_spec.name} ({kind})", font_size=9, name="title",
+            self.plotter.plotter.add_text(f"{self.session.blade_spec.name} ({kind})", font_size=9, name="title",
                                   color="white")
         else:
             self.scene.set_session(self.session)
@@ -905,15 +913,24 @@ class IntubationWindow(QMainWindow):
         if not s.finished:
             self._debt += elapsed
             n = int(self._debt / s.dt + 1e-9)
-            if n:
-                s.step(n)
-                self._debt -= n * s.dt
+            self._debt -= n * s.dt
+            # the views show the state the last tick left while this tick's physics runs on a
+            # worker thread: VTK releases the GIL while it renders, so the second core steps the
+            # physics (one frame of latency). Inputs only arrive between ticks (Qt events), after
+            # the step has been joined: the session sees the same inputs at the same steps.
+            changed = self.scene.sync()
+            stepping = self._physics.submit(s.step, n) if n else None
+            try:
+                self._draw(changed, external=self._external_due())
+            finally:
+                if stepping is not None:
+                    stepping.result()  # re-raises what the physics raised
             self.recorder.poll()  # the new inputs go to the attempt's journal
             if s.finished:  # the time limit ended it
                 self._show_result()
+                self._render(external=True)
             else:
                 self._read_state()
-            self._render(external=s.finished or self._external_due())
         self._update_hud()
 
     def advance(self, seconds: float) -> None:
@@ -931,7 +948,10 @@ class IntubationWindow(QMainWindow):
 
     def _render(self, external: bool = True, force: bool = False) -> None:
         """Redraw the views whose picture changed (the external one only when ``external``)."""
-        changed = self.scene.sync()
+        self._draw(self.scene.sync(), external, force)
+
+    def _draw(self, changed: set[str], external: bool = True, force: bool = False) -> None:
+        """Redraw the views in ``changed`` (from ``scene.sync()``; the external one only when ``external``)."""
         self._external_dirty = self._external_dirty or "external" in changed
         if force or "laryngoscope" in changed:
             _redraw(self.plotter)
@@ -1006,6 +1026,7 @@ class IntubationWindow(QMainWindow):
 
     def closeEvent(self, event):  # noqa: N802 (Qt API)
         self.timer.stop()
+        self._physics.shutdown(wait=True)
         self._abandon_attempt()
         if self.session is not None and not self.session.finished:
             self.session.world.close()
@@ -1016,13 +1037,9 @@ class IntubationWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _redraw(view: QtInteractor) -> None:
-    """Have a 3D view drawn once, at its next paint (right after the current tick).
-
-    ``QtInteractor.render()`` renders the scene and then schedules a paint,
-    whose ``paintGL`` renders it again before showing it: twice the work per frame.
-    """
-    view.update()
+def _redraw(view: OffscreenView) -> None:
+    """Draw a 3D view now (rendered off-screen, shown at the window's next paint)."""
+    view.redraw()
 
 
 def _set_style(widget: QWidget, sheet: str) -> None:

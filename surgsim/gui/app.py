@@ -71,7 +71,8 @@ def run_app(args) -> int:
         window = MainWindow(scenario, case, trainee_id=args.trainee, records=None)
     window_built = _process_age()
     window.show()
-    window.plotter.render()
+    view = window.plotter  # a QtInteractor, or an OffscreenView (the intubation window)
+    view.redraw() if hasattr(view, "redraw") else view.render()
     app.processEvents()
     first_frame = _process_age()
 

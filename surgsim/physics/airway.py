@@ -41,6 +41,16 @@ from pathlib import Path
 import numpy as np
 
 from surgsim.errors import PhysicsError
+from surgsim.physics.rotations import (
+    matrix_from_quat,
+    matrix_from_rotvec,
+    normalized,
+    quat_conjugate,
+    quat_from_matrix,
+    quat_multiply,
+    rotvec_from_matrix,
+    rotvec_from_quat,
+)
 
 #: Contact processing threshold of every body, metres (Bullet's default 0.02 m is larger than the glottis).
 CONTACT_THRESHOLD = 1e-3
@@ -113,25 +123,9 @@ def _connect_direct():
     return p, client
 
 
-def quat_from_matrix(m: np.ndarray) -> np.ndarray:
-    """(x, y, z, w) quaternion of a rotation matrix (3, 3)."""
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_matrix(m).as_quat()
-
-
-def matrix_from_quat(q) -> np.ndarray:
-    """(3, 3) rotation matrix of an (x, y, z, w) quaternion."""
-    from scipy.spatial.transform import Rotation
-
-    return Rotation.from_quat(np.asarray(q, float)).as_matrix()
-
-
 def _rotvec_between(q_from, q_to) -> np.ndarray:
     """Rotation vector (3,) taking orientation q_from to q_to (world frame), radians."""
-    from scipy.spatial.transform import Rotation
-
-    return (Rotation.from_quat(q_to) * Rotation.from_quat(q_from).inv()).as_rotvec()
+    return rotvec_from_quat(quat_multiply(normalized(q_to), quat_conjugate(normalized(q_from))))
 
 
 @dataclass
@@ -393,12 +387,10 @@ class AirwayWorld:
     # ------------------------------------------------------------------ driving
     def move_hand(self, hand: Hand, velocity, angular_velocity, dt: float) -> None:
         """Move a hand target by a world velocity (m/s) and angular velocity (rad/s) over dt."""
-        from scipy.spatial.transform import Rotation
-
         hand.target_pos = hand.target_pos + np.asarray(velocity, float) * dt
         w = np.asarray(angular_velocity, float)
         if np.any(w):
-            hand.target_rot = Rotation.from_rotvec(w * dt).as_matrix() @ hand.target_rot
+            hand.target_rot = matrix_from_rotvec(w * dt) @ hand.target_rot
         # the hand stays on the handle: a blocked device stops the hand (leash)
         pos, rot = self.pose(hand.body)
         grip = pos + rot @ hand.grip_local
@@ -406,10 +398,10 @@ class AirwayWorld:
         dist = float(np.linalg.norm(off))
         if dist > hand.leash_m:
             hand.target_pos = grip + off * (hand.leash_m / dist)
-        rv = Rotation.from_matrix(hand.target_rot @ rot.T).as_rotvec()
+        rv = rotvec_from_matrix(hand.target_rot @ rot.T)
         ang = float(np.linalg.norm(rv))
         if ang > hand.leash_rad:
-            hand.target_rot = Rotation.from_rotvec(rv * (hand.leash_rad / ang)).as_matrix() @ rot
+            hand.target_rot = matrix_from_rotvec(rv * (hand.leash_rad / ang)) @ rot
         if hand.constraint >= 0:
             self.c.changeConstraint(hand.constraint, hand.target_pos.tolist(),
                                     quat_from_matrix(hand.target_rot).tolist(), maxForce=hand.max_force)
@@ -421,12 +413,12 @@ class AirwayWorld:
         disp = np.asarray(tpos) - self.tongue_spring.rest_pos
         forward = -disp[1] - 0.5 * disp[2]  # anterior (-y) and caudal (-z)
         angle = float(np.clip(forward / 0.012, 0.0, 1.0)) * np.radians(70.0)
-        from scipy.spatial.transform import Rotation
-
-        rot = Rotation.from_rotvec([angle, 0.0, 0.0])  # +x rotation tips the tip anteriorly
+        # +x rotation tips the tip anteriorly
+        rot = matrix_from_rotvec(np.array([angle, 0.0, 0.0]))
+        q_rot = np.array([np.sin(0.5 * angle), 0.0, 0.0, np.cos(0.5 * angle)])
         base = self._epi_base
-        self.epi_spring.rest_pos = base + rot.apply(self._epi_rest_pos0 - base)
-        self.epi_spring.rest_quat = (rot * Rotation.from_quat(self._epi_rest_quat0)).as_quat()
+        self.epi_spring.rest_pos = base + rot @ (self._epi_rest_pos0 - base)
+        self.epi_spring.rest_quat = quat_multiply(q_rot, normalized(self._epi_rest_quat0))
         for s in (self.tongue_spring, self.epi_spring):
             pos, q = c.getBasePositionAndOrientation(s.body)
             v, w = c.getBaseVelocity(s.body)
@@ -437,8 +429,6 @@ class AirwayWorld:
 
     def _apply_hands(self) -> None:
         """Apply each hand's spring-damper force (at the centre of mass) and torque."""
-        from scipy.spatial.transform import Rotation
-
         c = self.c
         for h in self.hands:
             pos, q = c.getBasePositionAndOrientation(h.body)
@@ -449,7 +439,7 @@ class AirwayWorld:
             fn = float(np.linalg.norm(f))
             if fn > h.max_force:
                 f *= h.max_force / fn
-            rv = rot.T @ Rotation.from_matrix(h.target_rot @ rot.T).as_rotvec()  # body frame
+            rv = rot.T @ rotvec_from_matrix(h.target_rot @ rot.T)  # body frame
             tq = rot @ (h.k_rot * rv - h.c_rot * (rot.T @ np.asarray(w)))
             tn = float(np.linalg.norm(tq))
             if tn > h.max_torque:

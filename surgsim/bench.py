@@ -13,7 +13,44 @@ import subprocess
 import sys
 import time
 
-GOALS = {"first_frame_s": 3.0, "rss_bytes": 1.5 * 2**30, "session_steps_per_s": 1000.0}
+GOALS = {"first_frame_s": 3.0, "rss_bytes": 1.5 * 2**30, "session_steps_per_s": 1000.0,
+         "window_frames_per_s": 30.0}
+
+#: Run in a subprocess (Qt stays out of this module): the simulator window on the default case in
+#: real time, the catheter advancing under live fluoroscopy; frames of the 3D view and of the
+#: fluoroscopy view per second.
+_WINDOW_FRAMES = r"""
+import json, sys, time
+from PySide6.QtWidgets import QApplication
+app = QApplication([])
+from surgsim.cli import DEFAULT_SCENARIO, _scenario_path, load_case_for
+from surgsim.scenarios.load import load_scenario
+from surgsim.gui.main_window import MainWindow
+scenario = load_scenario(_scenario_path(DEFAULT_SCENARIO))
+w = MainWindow(scenario, load_case_for(scenario))
+w.resize(1400, 900)
+w.show()
+t0 = time.perf_counter()
+while time.perf_counter() - t0 < 2.0:  # the first frames and the fluoroscopy renderer
+    app.processEvents()
+n3d, nfl = [0], [0]
+w.plotter.ren_win.AddObserver("StartEvent", lambda *a: n3d.__setitem__(0, n3d[0] + 1))
+show = w.fluoro_view.show_frame
+def counted(frame, _show=show):
+    nfl[0] += 1
+    return _show(frame)
+w.fluoro_view.show_frame = counted
+w._apply("advance", 0.01)
+w._apply("pedal", 1.0)
+w._pedal = True
+t0, sim0 = time.perf_counter(), w.session.time
+while time.perf_counter() - t0 < float(sys.argv[1]) and not w.session.finished:
+    app.processEvents()
+wall = time.perf_counter() - t0
+print(json.dumps({"window_frames_per_s": n3d[0] / wall, "window_fluoro_frames_per_s": nfl[0] / wall,
+                  "window_sim_ratio": (w.session.time - sim0) / wall, "window_seconds": wall}), flush=True)
+w.close()
+"""
 
 _EMPTY_WINDOW = r"""
 import json, time, psutil
@@ -60,6 +97,17 @@ def bench_startup() -> dict:
     }
 
 
+def bench_window(seconds: float = 6.0) -> dict:
+    """Frames per second of the simulator window in real time (3D view and live fluoroscopy)."""
+    if not os.environ.get("DISPLAY"):
+        return {"window_skipped": "no DISPLAY: run under xvfb-run (tools/run and tools/test do)"}
+    out = _startup([sys.executable, "-c", _WINDOW_FRAMES, str(float(seconds))])
+    if out is None:
+        return {"window_skipped": "the window did not start"}
+    out["window_frames_vs_goal"] = out["window_frames_per_s"] / GOALS["window_frames_per_s"]
+    return out
+
+
 def bench_session(seconds: float) -> dict:
     """Physics steps per second of a headless session on the default case."""
     from surgsim.cli import DEFAULT_SCENARIO, _scenario_path, load_case_for
@@ -95,6 +143,7 @@ def run_bench(args) -> int:
     results.update(bench_session(args.seconds))
     if not args.no_gui:
         results.update(bench_startup())
+        results.update(bench_window())
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
@@ -111,6 +160,11 @@ def run_bench(args) -> int:
               f"goal < 1536 MiB)")
     elif "skipped" in results:
         print(f"  start-up: skipped ({results['skipped']})")
+    if "window_frames_per_s" in results:
+        print(f"  the window in real time (catheter advancing under live fluoroscopy, physics at "
+              f"{results['window_sim_ratio']:.2f}x real time): 3D view {results['window_frames_per_s']:.1f} "
+              f"frames/s ({results['window_frames_vs_goal']:.2f}x the {GOALS['window_frames_per_s']:.0f} "
+              f"frames/s goal), fluoroscopy {results['window_fluoro_frames_per_s']:.1f} frames/s")
     return 0
 
 

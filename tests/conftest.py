@@ -49,3 +49,12 @@ def default_case():
 
     return phantom_vessel_case("default")
 
+
+
+@pytest.fixture(scope="session")
+def airway_scenario():
+    """The bundled adult intubation scenario (airway-adult-normal)."""
+    from surgsim.cli import _scenario_path
+    from surgsim.scenarios.load import load_scenario
+
+    return load_scenario(_scenario_path("airway-adult-normal"))

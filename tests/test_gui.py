@@ -81,7 +81,7 @@ def test_finish_shows_the_debrief_and_records(qtbot, window):
 def test_view_is_not_blank(qtbot, window):
     import numpy as np
 
-    window.plotter.render()
+    window.plotter.redraw()
     image = np.asarray(window.plotter.screenshot(return_img=True))
     assert image.std() > 5, "the 3D view rendered a flat image"
 
@@ -237,3 +237,15 @@ def test_app_leaves_the_database_open_when_a_save_outlasts_the_wait(qtbot, monke
     assert app._close_records(FakeRecords()) is False
     assert closed == [] and "stays in its journal" in capsys.readouterr().err
     assert wait_for_records_jobs()
+
+
+@pytest.mark.slow
+def test_bench_measures_the_window_in_real_time():
+    """``surgsim bench app`` runs the window on the default case: both views draw, the physics keeps time."""
+    from surgsim.bench import bench_window
+
+    r = bench_window(2.0)
+    assert "window_skipped" not in r, r
+    assert r["window_frames_per_s"] > 2.0 and r["window_fluoro_frames_per_s"] > 2.0
+    assert 0.8 < r["window_sim_ratio"] < 1.1
+    assert r["window_frames_vs_goal"] == pytest.approx(r["window_frames_per_s"] / 30.0)

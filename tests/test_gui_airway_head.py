@@ -20,11 +20,8 @@ from surgsim.session.intubation import HEAD_EXTENSION  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def scenario():
-    from surgsim.cli import _scenario_path
-    from surgsim.scenarios.load import load_scenario
-
-    return load_scenario(_scenario_path("airway-adult-normal"))
+def scenario(airway_scenario):
+    return airway_scenario
 
 
 @pytest.fixture

@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from pyvistaqt import QtInteractor
 
 from surgsim.gui.fluoro_view import FluoroView
+from surgsim.gui.offscreen_view import OffscreenView
 from surgsim.render.scene import EndovascularScene
 from surgsim.session.controls import ControlFrame, ControlMapper
 from surgsim.session.session import Session
@@ -280,8 +280,10 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"surgsim: {scenario.title}")
         self.resize(1400, 900)
 
-        # drawn by the tick when the scene moved (and by VTK on mouse interaction); no 5 Hz auto-render
-        self.plotter = QtInteractor(self, auto_update=False)
+        # rendered off-screen and shown as an image (drawn by the tick, and on mouse drags): a Qt OpenGL
+        # widget would make Qt compose the whole window through (software) OpenGL at every frame,
+        # fluoroscopy frames included (gui/offscreen_view.py)
+        self.plotter = OffscreenView(self, size=(700, 600), interactive=True)
         self.fluoro_view = FluoroView()
         self.fluoro = None  # FluoroRenderer, built after the first frame
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -426,7 +428,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"surgsim: {scenario.title}")
         self.scenario_title.setText(scenario.title)
         self.objectives.setText("\n".join(f"• {o}" for o in scenario.learning_objectives))
-        self.plotter.clear()
+        self.plotter.plotter.clear()
         self.scene = None
         self.fluoro = None
         self.new_attempt()
@@ -504,13 +506,13 @@ class MainWindow(QMainWindow):
         self.last_attempt_id = None
         self._held.clear()
         if self.scene is None:
-            self.scene = EndovascularScene(self.plotter, self.session)
+            self.scene = EndovascularScene(self.plotter.plotter, self.session)
         else:
             self.scene.session = self.session
         self.scene.sync()
         self._last_tick = time.perf_counter()
         self._update_hud()
-        self.plotter.render()
+        self.plotter.redraw()
         self._render_fluoro(force=True)
 
     def finish_attempt(self) -> None:
@@ -645,8 +647,7 @@ class MainWindow(QMainWindow):
             self.recorder.poll()
             if self.plotter.interactor.isVisible():
                 self.scene.sync()
-                # drawn once at the next paint: QtInteractor.render() would render now and again in the paint
-                self.plotter.update()
+                self.plotter.redraw()
             self._render_fluoro()
             if s.finished and self.last_result is None:
                 self._show_result()

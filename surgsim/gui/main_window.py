@@ -40,6 +40,8 @@ from surgsim.render.scene import EndovascularScene
 from surgsim.session.controls import ControlFrame, ControlMapper
 from surgsim.session.session import Session
 
+#: The 3D view renders this fraction of its pixels along each axis (scaled up when shown).
+VIEW_RENDER_SCALE = 0.75
 #: Contrast per key press, ml; C-arm step per key press, radians.
 INJECT_ML = 5.0
 CARM_STEP = 0.0872664626  # 5 degrees
@@ -283,7 +285,9 @@ class MainWindow(QMainWindow):
         # rendered off-screen and shown as an image (drawn by the tick, and on mouse drags): a Qt OpenGL
         # widget would make Qt compose the whole window through (software) OpenGL at every frame,
         # fluoroscopy frames included (gui/offscreen_view.py)
-        self.plotter = OffscreenView(self, size=(700, 600), interactive=True)
+        # (the 3D view is the secondary one beside fluoroscopy: it renders 3/4 of the pixels along each axis,
+        # scaled up when shown, as a software renderer's cost follows the pixel count)
+        self.plotter = OffscreenView(self, size=(700, 600), interactive=True, render_scale=VIEW_RENDER_SCALE)
         self.fluoro_view = FluoroView()
         self.fluoro = None  # FluoroRenderer, built after the first frame
         splitter = QSplitter(Qt.Orientation.Horizontal)

@@ -119,3 +119,33 @@ def test_preview_planes_put_superior_up():
     coronal, aspect = planes["coronal"]
     assert coronal.shape == (4, 6) and aspect == pytest.approx(2.0)
     assert (coronal[0] == 100).all()  # top row is superior
+
+
+def test_wizard_saves_an_airway_case_with_the_measured_trachea(qtbot, wizard):
+    w = wizard
+    _to_series_page(qtbot, w)
+    w.series_page.preset.setCurrentText("airway")
+    w.next()
+    qtbot.waitUntil(w.build_page.isComplete, timeout=90_000)
+    w.next()
+    assert w.currentPage() is w.result_page and w.result_page.case_button.isEnabled()
+    w.result_page.case_button.click()
+    qtbot.waitUntil(lambda: w.case_id is not None or "error" in w.result_page.case_status.text(),
+                    timeout=120_000)
+    assert w.case_id is not None, w.result_page.case_status.text()
+    status = w.result_page.case_status.text()
+    assert "airway case" in status and f"trachea_case_id: {w.case_id}" in status and "trachea" in status
+    from surgsim.cases.library import load_trachea
+
+    assert 0.005 < load_trachea(w.case_id).radius_m < 0.012  # the phantom's trachea
+
+
+def test_bone_preset_is_not_a_library_case(qtbot, wizard):
+    w = wizard
+    _to_series_page(qtbot, w)
+    w.series_page.preset.setCurrentText("bone")
+    w.next()
+    qtbot.waitUntil(w.build_page.isComplete, timeout=90_000)
+    w.next()
+    assert not w.result_page.case_button.isEnabled()
+    assert "airway preset" in w.result_page.case_status.text()

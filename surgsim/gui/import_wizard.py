@@ -3,7 +3,9 @@
 The result page saves the anatomy files (surface, label map, centerlines,
 report) and, for the vessels preset, saves the series as a simulation case in
 the case library (:func:`surgsim.cases.library.import_dicom_case`), showing the
-case id scenarios refer to (``case: {case_id: ...}``).
+case id scenarios refer to (``case: {case_id: ...}``); for the airway preset, an
+airway case (the measured trachea) that intubation scenarios name with
+``case: {phantom: airway-adult, trachea_case_id: ...}``.
 
 The build runs :func:`surgsim.anatomy.pipeline.build_anatomy` in a worker
 thread (``QThread``) with a progress bar and a Cancel button (a
@@ -400,8 +402,9 @@ class ResultPage(QWizardPage):
         self.saved = QLabel()
         self.saved.setWordWrap(True)
         self.case_button = QPushButton("Save as case for scenarios")
-        self.case_button.setToolTip("Add the series to the case library so scenarios can simulate it "
-                                    "(vessels preset)")
+        self.case_button.setToolTip("Add the series to the case library so scenarios can use it: vessels for "
+                                    "catheters, or (airway preset) the patient's measured trachea for "
+                                    "intubation scenarios")
         self.case_button.clicked.connect(self.save_as_case)
         self.case_bar = QProgressBar()
         self.case_bar.setRange(0, 1000)
@@ -430,17 +433,17 @@ class ResultPage(QWizardPage):
 
     def initializePage(self) -> None:  # noqa: N802 (Qt API)
         from surgsim.anatomy.report import format_report
-        from surgsim.cases.library import SIMULATABLE_PRESETS
+        from surgsim.cases.library import IMPORT_PRESETS
 
         result = self.w.anatomy
         self.report.setPlainText(format_report(result.report) + "\n\n" + json.dumps(result.report, indent=1))
         self.saved.clear()
         self.case_bar.setVisible(False)
-        simulatable = result.preset in SIMULATABLE_PRESETS
-        self.case_button.setEnabled(simulatable and not self.case_running)
-        self.case_status.setText("" if simulatable else
-                                 f"Only the {', '.join(SIMULATABLE_PRESETS)} preset makes a case the catheter "
-                                 "simulation can use.")
+        importable = result.preset in IMPORT_PRESETS
+        self.case_button.setEnabled(importable and not self.case_running)
+        self.case_status.setText("" if importable else
+                                 "Only the vessels preset (catheter cases) and the airway preset (a trachea for "
+                                 "intubation scenarios) make library cases.")
         if self.plotter is None:
             from pyvistaqt import QtInteractor
 
@@ -493,9 +496,17 @@ class ResultPage(QWizardPage):
         self.case_status.setText(message)
 
     def _case_saved(self, case_id: str) -> None:
+        from surgsim.cases.library import read_manifest
+
         self.w.case_id = case_id
         self.case_bar.setValue(1000)
-        self.case_status.setText(f"Saved as case {case_id}. Use it in a scenario as:  case: {{case_id: {case_id}}}")
+        manifest = read_manifest(case_id)
+        if manifest["source"].get("preset") == "airway":
+            self.case_status.setText(
+                f"Saved as airway case {case_id}: {manifest['report'].get('summary', '')}. Use it in an "
+                f"intubation scenario as:  case: {{phantom: airway-adult, trachea_case_id: {case_id}}}")
+        else:
+            self.case_status.setText(f"Saved as case {case_id}. Use it in a scenario as:  case: {{case_id: {case_id}}}")
         self.case_button.setEnabled(True)
 
     def _case_failed(self, message: str) -> None:

@@ -713,7 +713,7 @@ def dump_inputs(events: list[InputEvent], path: Path | str, header: str = "") ->
 #: Interval of the scripted velocity inputs, seconds.
 SCRIPT_INTERVAL_S = 0.04
 #: How far the scripted expert lifts the blade along the handle once its tip is in the vallecula, metres.
-LIFT_M = 0.02
+LIFT_M = 0.025
 #: How far the scripted novice rocks the blade back on the upper incisors, radians.
 LEVER_RAD = 0.3
 #: How far the scripted novice pushes the tube into the oesophagus before seeing that it is not between

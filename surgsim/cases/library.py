@@ -53,8 +53,6 @@ __all__ = [
 #: Version of the manifest format.
 LIBRARY_FORMAT = 1
 MANIFEST = "manifest.json"
-#: Presets whose cases the catheter simulation can use.
-SIMULATABLE_PRESETS = ("vessels",)
 #: Presets a DICOM series can be imported with: vessel cases, and airway cases (a measured trachea).
 IMPORT_PRESETS = ("vessels", "airway")
 TRACHEA_FILE = "trachea.json"
